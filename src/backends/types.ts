@@ -1,0 +1,81 @@
+// The one Backend interface behind which both isolation classes live (DESIGN.md "Backends").
+import type { Readable, Writable } from 'node:stream';
+
+export type BackendKind = 'jail' | 'bhyve';
+
+export interface Template {
+  /** Registry name, e.g. `base` or `python-bhyve`. */
+  name: string;
+  /** `<templates_root>/<name>-template` (jail) or `<bhyve_root>/<name>.img` (bhyve). */
+  path: string;
+  backend: BackendKind;
+}
+
+export interface Limits {
+  memoryMiB: number;
+  cpus: number;
+  pids: number;
+}
+
+export const DEFAULT_LIMITS: Limits = { memoryMiB: 512, cpus: 1, pids: 512 };
+
+export interface CreateSpec {
+  /** Sandbox id: lowercase alnum, 10 chars (fits `cpc<id>h` in IFNAMSIZ). */
+  id: string;
+  template: Template;
+  limits: Limits;
+}
+
+/** What a backend returns for a live sandbox; `data` is backend-private (names, paths, vm). */
+export interface SandboxHandle {
+  id: string;
+  backend: BackendKind;
+  template: string;
+  ip: string;
+  data: Record<string, unknown>;
+}
+
+export interface ExecSpec {
+  argv: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  /** User name inside the sandbox; the backend picks a default when absent. */
+  user?: string;
+}
+
+export interface ExecExit {
+  /** Exit code, or null when killed by a signal. */
+  exitCode: number | null;
+  /** Signal name (e.g. `SIGINT`) when the command died of a signal. */
+  signal: string | null;
+}
+
+/** A running command. Streams are raw bytes; `exited` settles once, after both output streams end. */
+export interface ExecProcess {
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  readonly stdin: Writable;
+  readonly exited: Promise<ExecExit>;
+  /** Deliver a signal to the command inside the sandbox. */
+  kill(signal: NodeJS.Signals): void;
+}
+
+export interface LiveSandbox {
+  id: string;
+  state: 'running' | 'paused' | 'unknown';
+}
+
+export interface Backend {
+  readonly kind: BackendKind;
+  /** Create a sandbox; on failure every step already done is rolled back before the promise rejects. */
+  create(spec: CreateSpec, signal?: AbortSignal): Promise<SandboxHandle>;
+  /** Remove everything the sandbox owns. Idempotent; never throws for "already gone". */
+  destroy(handle: SandboxHandle): Promise<void>;
+  exec(handle: SandboxHandle, spec: ExecSpec): ExecProcess;
+  pause(handle: SandboxHandle): Promise<void>;
+  resume(handle: SandboxHandle): Promise<void>;
+  /** Sandboxes this backend has on the host (for reconciliation and leak checks). */
+  listLive(): Promise<LiveSandbox[]>;
+  /** Release host-wide resources at gateway stop (not sandboxes; those are destroyed by their actors). */
+  close(): Promise<void>;
+}
