@@ -1,0 +1,169 @@
+// The root supervisor: the gateway's whole life in four states.
+//
+//   starting --(startup done)--> serving --(SIGINT)--> draining --(all drained | deadline)--> stopped
+//       \                                                  \
+//        `--(SIGINT | startup failed)--> stopped             `--(second SIGINT)--> stopped (forced)
+//
+// Children: the registry, and N shards that own the sandboxes (see shard.ts for why shards).
+// Draining is a state, not a callback: it tells every shard to drain its sandboxes, runs the
+// pool drain effect, and waits for both with a deadline.
+import { assign, emit, enqueueActions, fromPromise, setup, type ActorRefFrom } from 'xstate';
+import { registryMachine } from './registry.ts';
+import { shardMachine } from './shard.ts';
+import type { SandboxInput } from './sandbox.ts';
+import type { Failure, Reply } from './types.ts';
+
+export interface GatewayInput {
+  shardCount?: number;
+  drainDeadlineMs?: number;
+}
+
+export type StopReason = 'drained' | 'deadline' | 'forced' | 'startup_failed';
+
+export interface GatewayContext {
+  shards: ActorRefFrom<typeof shardMachine>[];
+  registry: ActorRefFrom<typeof registryMachine>;
+  drainedShards: number;
+  drainDeadlineMs: number;
+  stopReason: StopReason | null;
+  error: Failure | null;
+}
+
+export type GatewayEvent =
+  | { type: 'SPAWN'; reqId: string; input: SandboxInput }
+  | { type: 'SIGINT' }
+  | { type: 'SHARD_DRAINED'; index: number }
+  | { type: `xstate.error.actor.${string}`; actorId: string; error: unknown };
+
+export type GatewayEmitted = Reply | { type: 'fault'; actorId: string; error: unknown };
+
+export const DEFAULT_SHARDS = 64;
+
+/** FNV-1a: spreads ids evenly over shards, the same id always to the same shard. */
+export function shardOf(id: string, shardCount: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % shardCount;
+}
+
+export const gatewayMachine = setup({
+  types: {
+    context: {} as GatewayContext,
+    input: {} as GatewayInput,
+    events: {} as GatewayEvent,
+    emitted: {} as GatewayEmitted,
+  },
+  actors: {
+    registry: registryMachine,
+    shard: shardMachine,
+    // Placeholders; src/actors provides them.
+    startup: fromPromise<void>(async () => {}),
+    drainPools: fromPromise<void>(async () => {}),
+  },
+  delays: {
+    drainDeadline: ({ context }) => context.drainDeadlineMs,
+  },
+  guards: {
+    allShardsDrained: ({ context }) => context.drainedShards >= context.shards.length,
+  },
+  actions: {
+    routeSpawn: enqueueActions(({ enqueue, context, event }) => {
+      if (event.type !== 'SPAWN') return;
+      const shard = context.shards[shardOf(event.input.id, context.shards.length)]!;
+      enqueue.sendTo(shard, { type: 'SPAWN', input: { ...event.input, reqId: event.reqId } });
+    }),
+    refuseSpawn: emit(({ event, self }) => {
+      const draining = !self.getSnapshot().matches('starting');
+      return {
+        type: 'reply',
+        reqId: event.type === 'SPAWN' ? event.reqId : '',
+        ok: false,
+        error: draining
+          ? { code: 'draining', message: 'gateway is draining: no new sandboxes' }
+          : { code: 'not_ready', message: 'gateway is starting: not ready yet' },
+      } as const;
+    }),
+    drainShards: enqueueActions(({ enqueue, context }) => {
+      for (const shard of context.shards) enqueue.sendTo(shard, { type: 'DRAIN' });
+    }),
+    countDrained: assign({ drainedShards: ({ context }) => context.drainedShards + 1 }),
+    reportFault: emit(({ event }) => ({
+      type: 'fault',
+      actorId: 'actorId' in event ? event.actorId : '',
+      error: 'error' in event ? event.error : undefined,
+    }) as const),
+  },
+}).createMachine({
+  id: 'gateway',
+  context: ({ input, spawn }) => ({
+    shards: Array.from({ length: input.shardCount ?? DEFAULT_SHARDS }, (_, index) =>
+      spawn('shard', { id: `shard-${index}`, systemId: `shard:${index}`, input: { index } }),
+    ),
+    registry: spawn('registry', { id: 'registry', systemId: 'registry' }),
+    drainedShards: 0,
+    drainDeadlineMs: input.drainDeadlineMs ?? 30_000,
+    stopReason: null,
+    error: null,
+  }),
+  initial: 'starting',
+  on: {
+    SPAWN: { actions: 'refuseSpawn' },
+    // One broken child never takes the gateway down: report and carry on.
+    'xstate.error.actor.*': { actions: 'reportFault' },
+  },
+  states: {
+    starting: {
+      invoke: {
+        src: 'startup',
+        onDone: 'serving',
+        onError: {
+          target: 'stopped',
+          actions: assign({
+            stopReason: 'startup_failed',
+            error: ({ event }) => ({ code: 'internal', message: String((event.error as Error)?.message ?? event.error) }),
+          }),
+        },
+      },
+      on: { SIGINT: { target: 'stopped', actions: assign({ stopReason: 'forced' }) } },
+    },
+    serving: {
+      on: {
+        SPAWN: { actions: 'routeSpawn' },
+        SIGINT: 'draining',
+      },
+    },
+    draining: {
+      type: 'parallel',
+      on: { SIGINT: { target: 'stopped', actions: assign({ stopReason: 'forced' }) } },
+      after: { drainDeadline: { target: 'stopped', actions: assign({ stopReason: 'deadline' }) } },
+      onDone: { target: 'stopped', actions: assign({ stopReason: 'drained' }) },
+      states: {
+        sandboxes: {
+          initial: 'waiting',
+          states: {
+            waiting: {
+              entry: 'drainShards',
+              on: { SHARD_DRAINED: { actions: 'countDrained' } },
+              always: { guard: 'allShardsDrained', target: 'done' },
+            },
+            done: { type: 'final' },
+          },
+        },
+        pools: {
+          initial: 'draining',
+          states: {
+            draining: {
+              invoke: { src: 'drainPools', onDone: 'done', onError: 'done' },
+            },
+            done: { type: 'final' },
+          },
+        },
+      },
+    },
+    stopped: { type: 'final' },
+  },
+  output: ({ context }) => ({ stopReason: context.stopReason, error: context.error }),
+});

@@ -1,0 +1,79 @@
+// The template registry as an actor: it scans at birth and on RELOAD, and answers every RELOAD
+// that arrived while a scan ran with that scan's result. Running sandboxes never hear of it.
+import { assign, enqueueActions, fromPromise, setup } from 'xstate';
+import type { BackendKind, Failure, Reply } from './types.ts';
+
+export interface TemplateEntry {
+  name: string;
+  path: string;
+  backend: BackendKind;
+}
+
+export interface ScanResult {
+  templates: TemplateEntry[];
+  warnings: string[];
+}
+
+export interface RegistryContext extends ScanResult {
+  waiters: string[];
+  scannedAt: number | null;
+  error: Failure | null;
+}
+
+export type RegistryEvent = { type: 'RELOAD'; reqId: string };
+
+export const registryMachine = setup({
+  types: {
+    context: {} as RegistryContext,
+    events: {} as RegistryEvent,
+    emitted: {} as Reply,
+  },
+  actors: {
+    scan: fromPromise<ScanResult>(async () => ({ templates: [], warnings: [] })),
+  },
+  actions: {
+    addWaiter: assign({ waiters: ({ context, event }) => [...context.waiters, event.reqId] }),
+    answerWaiters: enqueueActions(({ enqueue, context }) => {
+      for (const reqId of context.waiters) {
+        if (context.error) enqueue.emit({ type: 'reply', reqId, ok: false, error: context.error });
+        else enqueue.emit({ type: 'reply', reqId, ok: true, value: { templates: context.templates, warnings: context.warnings } });
+      }
+      enqueue.assign({ waiters: [] });
+    }),
+  },
+}).createMachine({
+  id: 'registry',
+  context: { templates: [], warnings: [], waiters: [], scannedAt: null, error: null },
+  initial: 'scanning',
+  states: {
+    scanning: {
+      on: { RELOAD: { actions: 'addWaiter' } },
+      invoke: {
+        src: 'scan',
+        onDone: {
+          target: 'idle',
+          actions: [
+            assign({
+              templates: ({ event }) => event.output.templates,
+              warnings: ({ event }) => event.output.warnings,
+              scannedAt: () => Date.now(),
+              error: null,
+            }),
+            'answerWaiters',
+          ],
+        },
+        onError: {
+          // A failed rescan keeps the last good list: running sandboxes and creates go on.
+          target: 'idle',
+          actions: [
+            assign({ error: ({ event }) => ({ code: 'internal', message: `template scan failed: ${String((event.error as Error)?.message ?? event.error)}` }) }),
+            'answerWaiters',
+          ],
+        },
+      },
+    },
+    idle: {
+      on: { RELOAD: { target: 'scanning', actions: 'addWaiter' } },
+    },
+  },
+});

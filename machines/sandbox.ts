@@ -1,0 +1,402 @@
+// The lifecycle of one sandbox. Read top to bottom, this is the documentation:
+//
+//   warm (provisioning -> standby?) -> checkout -> live { ready <-> exec, pausing -> paused -> resuming }
+//        -> draining -> gone            (any failure on the way in: failed)
+//
+// `live` runs a second region, `clock`, that fires EXPIRE at endAt; the sandbox then drains itself.
+// Effects are named here and provided from src/: provision (backend create), claim (hand it to
+// the caller), pause, resume, teardown (backend destroy) and the per-command `process` machine.
+import { assign, emit, enqueueActions, fromPromise, raise, setup } from 'xstate';
+import { processMachine, type ProcessOutput } from './process.ts';
+import type { BackendKind, ExecRequest, Failure, Limits, Provisioned, Reply } from './types.ts';
+
+export interface SandboxInput {
+  id: string;
+  template: string;
+  backend: BackendKind;
+  timeoutMs: number;
+  limits: Limits;
+  metadata?: Record<string, string>;
+  envVars?: Record<string, string>;
+  /** Pool slots stop in warm.standby until a CHECKOUT. */
+  pooled?: boolean;
+  /** The request that asked for this sandbox; answered once it is ready or failed. */
+  reqId?: string;
+  /** Re-adoption after a restart: skip provisioning, the substrate already exists. */
+  adopt?: Provisioned & { paused: boolean; endAt: number };
+  now?: number;
+}
+
+export interface SandboxContext {
+  id: string;
+  template: string;
+  backend: BackendKind;
+  pooled: boolean;
+  timeoutMs: number;
+  limits: Limits;
+  metadata: Record<string, string>;
+  envVars: Record<string, string>;
+  ip: string | null;
+  handle: unknown;
+  createdAt: number;
+  startedAt: number | null;
+  endAt: number;
+  /** Live command ids (children `proc:<pid>`). */
+  procs: string[];
+  error: Failure | null;
+  /** reqId of the request waiting for the current async step. */
+  pending: string | null;
+  /** DESTROY/DRAIN arrived during an async step: drain as soon as it settles (never leak a half-made sandbox). */
+  doomed: boolean;
+  /** Re-adopted while frozen: enter live in paused. */
+  startPaused: boolean;
+}
+
+export type SandboxEvent =
+  | { type: 'CHECKOUT'; reqId: string; timeoutMs: number }
+  | { type: 'EXEC'; reqId: string; processId: string; request: ExecRequest; channel: unknown }
+  | { type: 'PAUSE'; reqId: string }
+  | { type: 'RESUME'; reqId: string }
+  | { type: 'CONNECT'; reqId: string; timeoutMs: number }
+  | { type: 'SET_TIMEOUT'; reqId: string; timeoutMs: number }
+  | { type: 'DESTROY' }
+  | { type: 'DRAIN' }
+  | { type: 'EXPIRE' }
+  | { type: 'RESET_CLOCK' };
+
+const fail = (code: string, message: string): Failure => ({ code, message });
+const asFailure = (error: unknown): Failure => {
+  const e = error as Partial<Failure> | undefined;
+  return { code: typeof e?.code === 'string' ? e.code : 'backend_failed', message: e?.message ?? String(error) };
+};
+/** setTimeout's ceiling; longer TTLs re-arm when it fires (see clock). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+export const sandboxMachine = setup({
+  types: {
+    context: {} as SandboxContext,
+    input: {} as SandboxInput,
+    events: {} as SandboxEvent,
+    emitted: {} as Reply,
+  },
+  actors: {
+    // Placeholders; src/actors provides the real effects.
+    provision: fromPromise<Provisioned, { id: string; template: string; backend: BackendKind; limits: Limits }>(async () => {
+      throw new Error('provision not provided');
+    }),
+    claim: fromPromise<void, { handle: unknown }>(async () => {}),
+    pause: fromPromise<void, { handle: unknown }>(async () => {}),
+    resume: fromPromise<void, { handle: unknown }>(async () => {}),
+    teardown: fromPromise<void, { handle: unknown; id: string }>(async () => {}),
+    process: processMachine,
+  },
+  delays: {
+    ttl: ({ context }) => Math.min(MAX_TIMER_MS, Math.max(0, context.endAt - Date.now())),
+  },
+  guards: {
+    pooled: ({ context }) => context.pooled,
+    doomed: ({ context }) => context.doomed,
+    running: ({ context }) => context.procs.length > 0,
+    idle: ({ context }) => context.procs.length === 0,
+    expired: ({ context }) => context.endAt <= Date.now(),
+    adopted: ({ context }) => context.handle !== undefined,
+    adoptedPaused: ({ context }) => context.handle !== undefined && context.startPaused,
+  },
+  actions: {
+    replyOk: emit(({ context }) => ({ type: 'reply', reqId: context.pending ?? '', ok: true }) as const),
+    replyError: emit(({ context }) => ({
+      type: 'reply',
+      reqId: context.pending ?? '',
+      ok: false,
+      error: context.error ?? fail('internal', 'unknown failure'),
+    }) as const),
+    // Answer an event that is not valid in the current state: 409 with the state named.
+    rejectWrongState: emit(({ event, self }) => ({
+      type: 'reply',
+      reqId: 'reqId' in event ? event.reqId : '',
+      ok: false,
+      error: fail('conflict', `cannot ${event.type.toLowerCase()} a sandbox that is ${describe(self.getSnapshot().value)}`),
+    }) as const),
+    rejectBusy: emit(({ event }) => ({
+      type: 'reply',
+      reqId: 'reqId' in event ? event.reqId : '',
+      ok: false,
+      error: fail('conflict', `another ${event.type.toLowerCase()} is in progress`),
+    }) as const),
+    takePending: assign({ pending: ({ event }) => ('reqId' in event ? event.reqId : null) }),
+    clearPending: assign({ pending: null }),
+    doom: assign({ doomed: true }),
+    extendTimeout: assign({
+      // connect only ever extends (E2B semantics); SET_TIMEOUT may shorten.
+      endAt: ({ context, event }) =>
+        'timeoutMs' in event ? Math.max(context.endAt, Date.now() + event.timeoutMs) : context.endAt,
+    }),
+    setTimeout: assign({
+      endAt: ({ context, event }) => ('timeoutMs' in event ? Date.now() + event.timeoutMs : context.endAt),
+    }),
+    resetClock: raise({ type: 'RESET_CLOCK' }),
+    startProcess: enqueueActions(({ enqueue, event, context }) => {
+      if (event.type !== 'EXEC') return;
+      const id = `proc:${event.processId}`;
+      enqueue.spawnChild('process', {
+        id,
+        systemId: `process:${context.id}:${event.processId}`,
+        input: { processId: event.processId, request: event.request, handle: context.handle, channel: event.channel },
+      });
+      enqueue.assign({ procs: [...context.procs, id] });
+      enqueue.emit({ type: 'reply', reqId: event.reqId, ok: true, value: { processId: event.processId } });
+    }),
+    forgetProcess: enqueueActions(({ enqueue, event, context }) => {
+      const id = (event as unknown as { actorId?: string }).actorId;
+      if (!id || !context.procs.includes(id)) return;
+      enqueue.stopChild(id);
+      enqueue.assign({ procs: context.procs.filter((p) => p !== id) });
+    }),
+    stopAllProcesses: enqueueActions(({ enqueue, context }) => {
+      for (const id of context.procs) enqueue.stopChild(id);
+      enqueue.assign({ procs: [] });
+    }),
+  },
+}).createMachine({
+  id: 'sandbox',
+  context: ({ input }) => {
+    const now = input.now ?? Date.now();
+    return {
+      id: input.id,
+      template: input.template,
+      backend: input.backend,
+      pooled: input.pooled ?? false,
+      timeoutMs: input.timeoutMs,
+      limits: input.limits,
+      metadata: input.metadata ?? {},
+      envVars: input.envVars ?? {},
+      ip: input.adopt?.ip ?? null,
+      handle: input.adopt?.handle,
+      createdAt: now,
+      startedAt: input.adopt ? now : null,
+      endAt: input.adopt?.endAt ?? now + input.timeoutMs,
+      procs: [],
+      error: null,
+      pending: input.reqId ?? null,
+      doomed: false,
+      startPaused: input.adopt?.paused ?? false,
+    };
+  },
+  initial: 'boot',
+  // Fallbacks: only reached when the active state does not handle the event.
+  on: {
+    EXEC: { actions: 'rejectWrongState' },
+    PAUSE: { actions: 'rejectWrongState' },
+    RESUME: { actions: 'rejectWrongState' },
+    CONNECT: { actions: 'rejectWrongState' },
+    SET_TIMEOUT: { actions: 'rejectWrongState' },
+    CHECKOUT: { actions: 'rejectWrongState' },
+    // Only commands end up here: the effects' own done/error events are handled by their states.
+    'xstate.done.actor.*': { actions: 'forgetProcess' },
+    'xstate.error.actor.*': { actions: 'forgetProcess' },
+  },
+  states: {
+    // Decides between a fresh sandbox and one re-adopted after a gateway restart.
+    boot: {
+      always: [
+        { guard: 'adoptedPaused', target: '#paused' },
+        { guard: 'adopted', target: 'live' },
+        { target: 'warm' },
+      ],
+    },
+    warm: {
+      initial: 'provisioning',
+      on: { DESTROY: { actions: 'doom' }, DRAIN: { actions: 'doom' } },
+      states: {
+        provisioning: {
+          invoke: {
+            src: 'provision',
+            input: ({ context }) => ({ id: context.id, template: context.template, backend: context.backend, limits: context.limits }),
+            onDone: [
+              {
+                guard: 'doomed',
+                target: '#sandbox.draining',
+                actions: assign({ ip: ({ event }) => event.output.ip, handle: ({ event }) => event.output.handle }),
+              },
+              {
+                guard: 'pooled',
+                target: 'standby',
+                actions: assign({ ip: ({ event }) => event.output.ip, handle: ({ event }) => event.output.handle }),
+              },
+              {
+                target: '#sandbox.checkout',
+                actions: assign({ ip: ({ event }) => event.output.ip, handle: ({ event }) => event.output.handle }),
+              },
+            ],
+            onError: {
+              target: '#sandbox.failed',
+              actions: assign({ error: ({ event }) => asFailure(event.error) }),
+            },
+          },
+        },
+        // A pool slot: provisioned and frozen, waiting for a caller.
+        standby: {
+          on: {
+            DESTROY: { target: '#sandbox.draining' },
+            DRAIN: { target: '#sandbox.draining' },
+            CHECKOUT: {
+              target: '#sandbox.checkout',
+              actions: ['takePending', assign({ endAt: ({ event }) => Date.now() + event.timeoutMs })],
+            },
+          },
+        },
+      },
+    },
+    checkout: {
+      on: { DESTROY: { actions: 'doom' }, DRAIN: { actions: 'doom' } },
+      invoke: {
+        src: 'claim',
+        input: ({ context }) => ({ handle: context.handle }),
+        onDone: [
+          { guard: 'doomed', target: 'draining' },
+          {
+            target: 'live',
+            actions: [assign({ startedAt: () => Date.now() }), 'replyOk', 'clearPending'],
+          },
+        ],
+        onError: {
+          target: 'draining',
+          actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'],
+        },
+      },
+    },
+    live: {
+      type: 'parallel',
+      on: {
+        DESTROY: { target: 'draining' },
+        DRAIN: { target: 'draining' },
+        EXPIRE: { target: 'draining' },
+        SET_TIMEOUT: {
+          actions: ['setTimeout', 'resetClock', emit(({ event }) => ({ type: 'reply', reqId: event.reqId, ok: true }) as const)],
+        },
+      },
+      states: {
+        activity: {
+          initial: 'ready',
+          states: {
+            ready: {
+              on: {
+                EXEC: { target: 'exec', actions: 'startProcess' },
+                PAUSE: { target: 'pausing', actions: 'takePending' },
+                CONNECT: {
+                  actions: ['extendTimeout', 'resetClock', emit(({ event }) => ({ type: 'reply', reqId: event.reqId, ok: true, value: { resumed: false } }) as const)],
+                },
+              },
+            },
+            exec: {
+              always: { guard: 'idle', target: 'ready' },
+              on: {
+                EXEC: { actions: 'startProcess' },
+                PAUSE: { target: 'pausing', actions: 'takePending' },
+                CONNECT: {
+                  actions: ['extendTimeout', 'resetClock', emit(({ event }) => ({ type: 'reply', reqId: event.reqId, ok: true, value: { resumed: false } }) as const)],
+                },
+              },
+            },
+            pausing: {
+              on: { PAUSE: { actions: 'rejectBusy' }, RESUME: { actions: 'rejectBusy' }, CONNECT: { actions: 'rejectBusy' }, DESTROY: { actions: 'doom' }, DRAIN: { actions: 'doom' }, EXPIRE: { actions: 'doom' } },
+              invoke: {
+                src: 'pause',
+                input: ({ context }) => ({ handle: context.handle }),
+                onDone: [
+                  { guard: 'doomed', target: '#sandbox.draining', actions: ['replyOk', 'clearPending'] },
+                  { target: 'paused', actions: ['replyOk', 'clearPending'] },
+                ],
+                onError: {
+                  target: 'exec',
+                  actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'],
+                },
+              },
+            },
+            paused: {
+              id: 'paused',
+              on: {
+                RESUME: { target: 'resuming', actions: 'takePending' },
+                CONNECT: { target: 'resuming', actions: ['takePending', 'extendTimeout', 'resetClock'] },
+              },
+            },
+            resuming: {
+              on: { PAUSE: { actions: 'rejectBusy' }, RESUME: { actions: 'rejectBusy' }, CONNECT: { actions: 'rejectBusy' }, DESTROY: { actions: 'doom' }, DRAIN: { actions: 'doom' }, EXPIRE: { actions: 'doom' } },
+              invoke: {
+                src: 'resume',
+                input: ({ context }) => ({ handle: context.handle }),
+                onDone: [
+                  { guard: 'doomed', target: '#sandbox.draining', actions: ['replyOk', 'clearPending'] },
+                  // exec falls through to ready when nothing runs.
+                  { target: 'exec', actions: [emit(({ context }) => ({ type: 'reply', reqId: context.pending ?? '', ok: true, value: { resumed: true } }) as const), 'clearPending'] },
+                ],
+                onError: {
+                  target: 'paused',
+                  actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'],
+                },
+              },
+            },
+          },
+        },
+        clock: {
+          initial: 'ticking',
+          states: {
+            ticking: {
+              on: { RESET_CLOCK: { target: 'ticking', reenter: true } },
+              after: {
+                ttl: [
+                  { guard: 'expired', actions: raise({ type: 'EXPIRE' }) },
+                  // A TTL beyond one timer's reach: arm again.
+                  { target: 'ticking', reenter: true },
+                ],
+              },
+            },
+          },
+        },
+      },
+    },
+    draining: {
+      entry: 'stopAllProcesses',
+      // Anything asked of a sandbox on its way out is a conflict; DESTROY is simply already happening.
+      on: { DESTROY: {}, DRAIN: {} },
+      invoke: {
+        src: 'teardown',
+        input: ({ context }) => ({ handle: context.handle, id: context.id }),
+        onDone: { target: 'gone', actions: [assign({ endAt: () => Date.now() })] },
+        onError: {
+          target: 'failed',
+          actions: assign({ error: ({ event }) => asFailure(event.error) }),
+        },
+      },
+    },
+    gone: {
+      type: 'final',
+      // A create that was doomed before it completed still gets its answer.
+      entry: enqueueActions(({ enqueue, context }) => {
+        if (context.pending) {
+          enqueue.emit({ type: 'reply', reqId: context.pending, ok: false, error: fail('conflict', 'sandbox was destroyed while it was being created') });
+          enqueue.assign({ pending: null });
+        }
+      }),
+    },
+    failed: {
+      type: 'final',
+      entry: ['replyError', 'clearPending'],
+    },
+  },
+  output: ({ context }) => ({ id: context.id, error: context.error }),
+});
+
+export type { ProcessOutput };
+
+/** A state value as words, for error messages ("paused", "pausing", ...). */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object') {
+    const v = value as Record<string, unknown>;
+    if ('live' in v) return describe((v.live as Record<string, unknown>).activity);
+    const [k, inner] = Object.entries(v)[0] ?? ['unknown', undefined];
+    return inner === undefined ? k : describe(inner);
+  }
+  return 'unknown';
+}

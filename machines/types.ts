@@ -1,0 +1,49 @@
+// Plain data types shared by the statecharts. Machines import nothing from src/: effects and the
+// objects they move around (backend handles, output channels) are opaque here.
+
+export type BackendKind = 'jail' | 'bhyve';
+
+/** A failure as machines carry it: `code` is one of the gateway's stable error codes. */
+export interface Failure {
+  code: string;
+  message: string;
+  field?: string;
+}
+
+/** Every request that wants an answer carries a reqId; the actor emits exactly one Reply for it. */
+export type Reply =
+  | { type: 'reply'; reqId: string; ok: true; value?: unknown }
+  | { type: 'reply'; reqId: string; ok: false; error: Failure };
+
+/** What a backend returned for a provisioned sandbox (opaque beyond ip). */
+export interface Provisioned {
+  ip: string;
+  handle: unknown;
+}
+
+export interface Limits {
+  memoryMiB: number;
+  cpus: number;
+  pids: number;
+}
+
+export interface ExecRequest {
+  argv: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  user?: string;
+  /** 0 = no deadline. */
+  timeoutMs: number;
+  /** Bytes to write to stdin first (base64 is the edge's business; here raw). */
+  stdin?: Uint8Array;
+  /** Leave stdin open after the initial bytes (streaming clients); otherwise it is closed. */
+  keepStdinOpen?: boolean;
+}
+
+export interface ProcessExit {
+  exitCode: number | null;
+  signal: string | null;
+  /** Why the gateway ended it, when it did ('timeout', 'killed', 'drain'). */
+  reason?: string;
+  error?: Failure;
+}

@@ -1,0 +1,101 @@
+// The real effects, provided to the pure machines: this file is where statecharts meet backends.
+import { fromPromise, type AnyActorRef } from 'xstate';
+import { gatewayMachine } from '../../machines/gateway.ts';
+import { processMachine } from '../../machines/process.ts';
+import { registryMachine, type RegistryContext } from '../../machines/registry.ts';
+import { sandboxMachine } from '../../machines/sandbox.ts';
+import { shardMachine } from '../../machines/shard.ts';
+import type { BackendKind, Limits, Provisioned } from '../../machines/types.ts';
+import type { Backend, SandboxHandle } from '../backends/types.ts';
+import { CoppiceError, notFound } from '../errors.ts';
+import { scanTemplates, type ScanRoots } from '../registry/scan.ts';
+import { createRunner } from './runner.ts';
+
+export interface Backends {
+  jail: Backend;
+  bhyve?: Backend;
+}
+
+export interface EffectDeps {
+  backends: Backends;
+  roots: ScanRoots;
+  /** Runs after the first template scan, before the gateway serves (e.g. the bhyve startup warm). */
+  startup?: (system: { get(id: string): AnyActorRef | undefined }) => Promise<void>;
+  /** Best-effort pool drain at SIGINT. */
+  drainPools?: () => Promise<void>;
+}
+
+/** The seed's backend_for(template): which backend serves a kind of template. */
+export function backendFor(backends: Backends, kind: BackendKind): Backend {
+  const b = kind === 'bhyve' ? backends.bhyve : backends.jail;
+  if (!b) throw new CoppiceError('unsupported', `${kind} backend is not enabled on this gateway`);
+  return b;
+}
+
+export function provideGateway(deps: EffectDeps) {
+  const { backends } = deps;
+  const backendOf = (h: SandboxHandle) => backendFor(backends, h.backend);
+
+  const process = processMachine.provide({ actors: { run: createRunner(backendOf) } });
+
+  const sandbox = sandboxMachine.provide({
+    actors: {
+      process,
+      provision: fromPromise<Provisioned, { id: string; template: string; backend: BackendKind; limits: Limits }>(
+        async ({ input, system, signal }) => {
+          const registry = system.get('registry') as AnyActorRef;
+          const templates = (registry.getSnapshot().context as RegistryContext).templates;
+          const template = templates.find((t) => t.name === input.template);
+          if (!template) throw notFound(`template "${input.template}"`);
+          const handle = await backendFor(backends, template.backend).create(
+            { id: input.id, template, limits: input.limits },
+            signal,
+          );
+          return { ip: handle.ip, handle };
+        },
+      ),
+      // Cold sandboxes are handed over as they are; pool slots (frozen) are thawed here.
+      claim: fromPromise<void, { handle: unknown }>(async () => {}),
+      pause: fromPromise<void, { handle: unknown }>(({ input }) => {
+        const h = input.handle as SandboxHandle;
+        return backendOf(h).pause(h);
+      }),
+      resume: fromPromise<void, { handle: unknown }>(({ input }) => {
+        const h = input.handle as SandboxHandle;
+        return backendOf(h).resume(h);
+      }),
+      teardown: fromPromise<void, { handle: unknown; id: string }>(async ({ input }) => {
+        const h = input.handle as SandboxHandle | undefined;
+        if (h) await backendOf(h).destroy(h);
+      }),
+    },
+  });
+
+  const registry = registryMachine.provide({
+    actors: { scan: fromPromise(() => scanTemplates(deps.roots)) },
+  });
+
+  return gatewayMachine.provide({
+    actors: {
+      registry,
+      shard: shardMachine.provide({ actors: { sandbox } }),
+      startup: fromPromise(async ({ system }) => {
+        // Serving starts only once the first scan has finished.
+        const reg = system.get('registry') as AnyActorRef;
+        await new Promise<void>((resolve) => {
+          if (reg.getSnapshot().matches('idle')) return resolve();
+          const sub = reg.subscribe((s: { matches(v: string): boolean }) => {
+            if (s.matches('idle')) {
+              queueMicrotask(() => sub.unsubscribe());
+              resolve();
+            }
+          });
+        });
+        await deps.startup?.(system);
+      }),
+      drainPools: fromPromise(async () => {
+        await deps.drainPools?.();
+      }),
+    },
+  });
+}

@@ -1,0 +1,359 @@
+// The actor tree, alive: one root actor (gateway machine + real effects) and the operations the
+// edge calls. Every operation is an event to an actor; nothing here changes a sandbox directly.
+import { randomBytes } from 'node:crypto';
+import { createActor, type Actor, type AnyActorRef } from 'xstate';
+import type { GatewayContext, StopReason } from '../../machines/gateway.ts';
+import type { RegistryContext, ScanResult, TemplateEntry } from '../../machines/registry.ts';
+import { describe, type SandboxContext } from '../../machines/sandbox.ts';
+import type { ExecRequest, Limits, ProcessExit } from '../../machines/types.ts';
+import { DEFAULT_LIMITS } from '../backends/types.ts';
+import { CoppiceError, notFound } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { createMetrics, type Metrics } from '../metrics.ts';
+import type { ScanRoots } from '../registry/scan.ts';
+import { provideGateway, type Backends, type EffectDeps } from './effects.ts';
+import { ProcessChannel } from './process-channel.ts';
+import { awaitReply, newReqId, request, whenDone } from './request.ts';
+
+export type Lifecycle = 'starting' | 'serving' | 'draining' | 'stopped';
+export type PublicState = 'starting' | 'running' | 'paused' | 'stopping' | 'killed' | 'failed';
+
+export interface GatewayOptions {
+  backends: Backends;
+  roots: ScanRoots;
+  logger: Logger;
+  shardCount?: number;
+  drainDeadlineMs?: number;
+  defaultTimeoutMs?: number;
+  /** Cap on bytes kept per buffered exec (stdout + stderr). */
+  execCaptureLimit?: number;
+  startup?: EffectDeps['startup'];
+  drainPools?: EffectDeps['drainPools'];
+}
+
+export interface CreateRequest {
+  templateID: string;
+  timeoutMs?: number;
+  metadata?: Record<string, string>;
+  envVars?: Record<string, string>;
+  limits?: Partial<Limits>;
+}
+
+export interface SandboxView {
+  sandboxID: string;
+  templateID: string;
+  backend: string;
+  state: PublicState;
+  lifecycle: string;
+  ip: string | null;
+  startedAt: string;
+  endAt: string;
+  metadata: Record<string, string>;
+  limits: Limits;
+  cpuCount: number;
+  memoryMB: number;
+  processes: number;
+}
+
+export interface ExecResult {
+  processID: string;
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+  reason?: string;
+  durationMs: number;
+}
+
+type SandboxSnapshot = { value: unknown; status: string; context: SandboxContext; matches(v: unknown): boolean };
+type RootActor = Actor<ReturnType<typeof provideGateway>>;
+
+const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+export const SANDBOX_ID = /^[a-z0-9]{10}$/;
+
+function newSandboxId(): string {
+  const bytes = randomBytes(10);
+  let id = '';
+  for (const b of bytes) id += ID_ALPHABET[b % ID_ALPHABET.length];
+  return id;
+}
+
+export function publicState(s: SandboxSnapshot): PublicState {
+  if (s.status !== 'active') return s.matches('failed') ? 'failed' : 'killed';
+  if (s.matches('warm') || s.matches('checkout') || s.matches('boot')) return 'starting';
+  if (s.matches('draining')) return 'stopping';
+  if (s.matches({ live: { activity: 'paused' } }) || s.matches({ live: { activity: 'resuming' } })) return 'paused';
+  return 'running';
+}
+
+export class Gateway {
+  readonly actor: RootActor;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** Settles with the reason once the root actor reaches `stopped`. */
+  readonly stopped: Promise<StopReason>;
+  private readonly opts: GatewayOptions;
+  private processSeq = 0;
+
+  constructor(opts: GatewayOptions) {
+    this.opts = opts;
+    this.log = opts.logger;
+    this.metrics = createMetrics(() => this.countByState());
+    const machine = provideGateway({
+      backends: opts.backends,
+      roots: opts.roots,
+      startup: opts.startup,
+      drainPools: opts.drainPools,
+    });
+    this.actor = createActor(machine, {
+      input: { shardCount: opts.shardCount, drainDeadlineMs: opts.drainDeadlineMs },
+    });
+    this.stopped = new Promise((resolve) => {
+      this.actor.subscribe({
+        complete: () => resolve(this.actor.getSnapshot().context.stopReason ?? 'drained'),
+        error: (err) => {
+          this.log.error({ err }, 'gateway actor crashed');
+          resolve('forced');
+        },
+      });
+    });
+    this.actor.on('fault', (f) => this.log.error({ actor: f.actorId, err: f.error }, 'actor fault'));
+    this.watchLifecycle();
+  }
+
+  start(): this {
+    this.actor.start();
+    return this;
+  }
+
+  get lifecycle(): Lifecycle {
+    const s = this.actor.getSnapshot();
+    for (const l of ['starting', 'serving', 'draining'] as const) if (s.matches(l)) return l;
+    return 'stopped';
+  }
+
+  /** First SIGINT drains; a second forces the stop. */
+  sigint(): void {
+    this.actor.send({ type: 'SIGINT' });
+  }
+
+  // ---- templates ----
+
+  private get registry(): AnyActorRef {
+    return (this.actor.getSnapshot().context as GatewayContext).registry;
+  }
+
+  templates(): TemplateEntry[] {
+    return (this.registry.getSnapshot().context as RegistryContext).templates;
+  }
+
+  reloadTemplates(): Promise<ScanResult> {
+    return request<ScanResult>(this.registry, { type: 'RELOAD', reqId: newReqId() }, 60_000);
+  }
+
+  // ---- sandboxes ----
+
+  private ref(id: string): AnyActorRef {
+    const ref = SANDBOX_ID.test(id) ? this.actor.system.get(`sandbox:${id}`) : undefined;
+    if (!ref || ref.getSnapshot().status !== 'active') throw notFound(`sandbox "${id}"`);
+    return ref;
+  }
+
+  private snapshot(id: string): SandboxSnapshot {
+    return this.ref(id).getSnapshot() as SandboxSnapshot;
+  }
+
+  view(id: string): SandboxView {
+    return toView(this.snapshot(id));
+  }
+
+  list(): SandboxView[] {
+    const views: SandboxView[] = [];
+    for (const ref of this.sandboxRefs()) {
+      const s = ref.getSnapshot() as SandboxSnapshot;
+      if (s.status === 'active') views.push(toView(s));
+    }
+    return views;
+  }
+
+  private *sandboxRefs(): Generator<AnyActorRef> {
+    for (const shard of (this.actor.getSnapshot().context as GatewayContext).shards) {
+      for (const child of Object.values(shard.getSnapshot().children)) if (child) yield child as AnyActorRef;
+    }
+  }
+
+  private countByState(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const ref of this.sandboxRefs()) {
+      const s = ref.getSnapshot() as SandboxSnapshot;
+      const key = `${publicState(s)}|${s.context.backend}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    return counts;
+  }
+
+  /** New work is refused outside `serving`: 503, saying why. */
+  assertServing(): void {
+    const l = this.lifecycle;
+    if (l === 'serving') return;
+    throw l === 'starting'
+      ? new CoppiceError('not_ready', 'gateway is starting: not ready yet')
+      : new CoppiceError('draining', `gateway is ${l}: no new work accepted`);
+  }
+
+  async create(req: CreateRequest): Promise<SandboxView> {
+    this.assertServing();
+    const started = process.hrtime.bigint();
+    const template = this.templates().find((t) => t.name === req.templateID);
+    if (!template) throw notFound(`template "${req.templateID}"`);
+    let id = newSandboxId();
+    while (this.actor.system.get(`sandbox:${id}`)) id = newSandboxId();
+    const reqId = newReqId();
+    const deadline = 120_000;
+    const refusal = awaitReply(this.actor, reqId, deadline, 'create');
+    this.actor.send({
+      type: 'SPAWN',
+      reqId,
+      input: {
+        id,
+        template: template.name,
+        backend: template.backend,
+        timeoutMs: req.timeoutMs ?? this.opts.defaultTimeoutMs ?? 300_000,
+        limits: { ...DEFAULT_LIMITS, ...req.limits },
+        metadata: req.metadata,
+        envVars: req.envVars,
+      },
+    });
+    const ref = this.actor.system.get(`sandbox:${id}`);
+    const observe = (outcome: string) =>
+      this.metrics.createSeconds.observe(
+        { backend: template.backend, outcome },
+        Number(process.hrtime.bigint() - started) / 1e9,
+      );
+    if (!ref) {
+      // The gateway refused synchronously (starting or draining); its reply is already in.
+      await refusal.promise.catch((err) => {
+        observe('refused');
+        throw err;
+      });
+      throw new CoppiceError('internal', 'sandbox was not spawned');
+    }
+    refusal.cancel();
+    try {
+      await awaitReply(ref, reqId, deadline, 'create').promise;
+    } catch (err) {
+      observe('failed');
+      throw err;
+    }
+    observe('ok');
+    return toView(ref.getSnapshot() as SandboxSnapshot);
+  }
+
+  async destroy(id: string): Promise<void> {
+    const ref = this.ref(id);
+    ref.send({ type: 'DESTROY' });
+    await whenDone(ref, 60_000);
+  }
+
+  async pause(id: string): Promise<void> {
+    await request(this.ref(id), { type: 'PAUSE', reqId: newReqId() }, 30_000);
+  }
+
+  async resume(id: string): Promise<void> {
+    await request(this.ref(id), { type: 'RESUME', reqId: newReqId() }, 30_000);
+  }
+
+  /** Resume if paused and extend the timeout; true when it was resumed. */
+  async connect(id: string, timeoutMs: number): Promise<boolean> {
+    const r = await request<{ resumed: boolean }>(this.ref(id), { type: 'CONNECT', reqId: newReqId(), timeoutMs }, 30_000);
+    return r?.resumed ?? false;
+  }
+
+  async setTimeout(id: string, timeoutMs: number): Promise<void> {
+    await request(this.ref(id), { type: 'SET_TIMEOUT', reqId: newReqId(), timeoutMs }, 10_000);
+  }
+
+  /** Start a command; its bytes and exit arrive on the returned channel. */
+  async startProcess(id: string, req: ExecRequest, captureLimit: number): Promise<ProcessChannel> {
+    const ref = this.ref(id);
+    const ctx = (ref.getSnapshot() as SandboxSnapshot).context;
+    const processId = String(++this.processSeq);
+    const channel = new ProcessChannel(processId, req.argv, captureLimit);
+    const request_: ExecRequest = { ...req, env: { ...ctx.envVars, ...req.env } };
+    await request(ref, { type: 'EXEC', reqId: newReqId(), processId, request: request_, channel }, 10_000);
+    return channel;
+  }
+
+  /** The buffered exec: run to completion and return the captured output. */
+  async exec(id: string, req: ExecRequest): Promise<ExecResult> {
+    const started = Date.now();
+    const backend = this.snapshot(id).context.backend;
+    const channel = await this.startProcess(id, req, this.opts.execCaptureLimit ?? 16 * 1024 * 1024);
+    const exit: ProcessExit = await channel.exited;
+    this.metrics.execSeconds.observe({ backend }, (Date.now() - started) / 1000);
+    if (exit.error && exit.exitCode === null && exit.signal === null) {
+      throw new CoppiceError('backend_failed', `exec failed: ${exit.error.message}`);
+    }
+    return {
+      processID: channel.processId,
+      exitCode: exit.exitCode,
+      signal: exit.signal,
+      stdout: channel.output('stdout').toString('utf8'),
+      stderr: channel.output('stderr').toString('utf8'),
+      truncated: channel.truncated,
+      ...(exit.reason ? { reason: exit.reason } : {}),
+      durationMs: Date.now() - started,
+    };
+  }
+
+  // ---- observability ----
+
+  /** A log line per lifecycle transition of the gateway and of every sandbox. */
+  private watchLifecycle(): void {
+    const last = new WeakMap<object, string>();
+    this.actor.system.inspect({
+      next: (ev) => {
+        if (ev.type !== '@xstate.snapshot') return;
+        const systemId = (ev.actorRef as { systemId?: string }).systemId;
+        const isGateway = ev.actorRef === this.actor;
+        if (!isGateway && !systemId?.startsWith('sandbox:')) return;
+        const snap = ev.snapshot as unknown as SandboxSnapshot;
+        // The gateway is logged by its top-level state (draining has parallel regions inside).
+        const state =
+          isGateway && typeof snap.value === 'object' && snap.value
+            ? Object.keys(snap.value)[0]!
+            : describe(snap.value);
+        if (last.get(ev.actorRef) === state) return;
+        last.set(ev.actorRef, state);
+        if (isGateway) this.log.info({ gateway: state }, `gateway ${state}`);
+        else {
+          const c = snap.context;
+          this.log.info(
+            { sandbox: c.id, template: c.template, backend: c.backend, state, ...(c.error ? { error: c.error.message } : {}) },
+            `sandbox ${c.id} ${state}`,
+          );
+        }
+      },
+    });
+  }
+}
+
+function toView(s: SandboxSnapshot): SandboxView {
+  const c = s.context;
+  return {
+    sandboxID: c.id,
+    templateID: c.template,
+    backend: c.backend,
+    state: publicState(s),
+    lifecycle: describe(s.value),
+    ip: c.ip,
+    startedAt: new Date(c.startedAt ?? c.createdAt).toISOString(),
+    endAt: new Date(c.endAt).toISOString(),
+    metadata: c.metadata,
+    limits: c.limits,
+    cpuCount: c.limits.cpus,
+    memoryMB: c.limits.memoryMiB,
+    processes: c.procs.length,
+  };
+}

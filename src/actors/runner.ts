@@ -1,0 +1,77 @@
+// The `run` effect of the process machine: start the command on its sandbox's backend, pour its
+// bytes into the ProcessChannel, take stdin and signals as events, report EXITED once.
+import { fromCallback } from 'xstate';
+import type { RunnerCommand } from '../../machines/process.ts';
+import type { ExecRequest, ProcessExit } from '../../machines/types.ts';
+import type { Backend, ExecProcess, SandboxHandle } from '../backends/types.ts';
+import { toErrorInfo } from '../errors.ts';
+import type { ProcessChannel } from './process-channel.ts';
+
+export function createRunner(backendOf: (handle: SandboxHandle) => Backend) {
+  return fromCallback<RunnerCommand, { request: ExecRequest; handle: unknown; channel: unknown }>(
+    ({ input, sendBack, receive }) => {
+      const handle = input.handle as SandboxHandle;
+      const channel = input.channel as ProcessChannel;
+      const { request } = input;
+      let reason: string | undefined;
+      let done = false;
+
+      const finish = (exit: ProcessExit) => {
+        if (done) return;
+        done = true;
+        const final = reason && !exit.reason ? { ...exit, reason } : exit;
+        channel.finish(final);
+        sendBack({ type: 'EXITED', exit: final });
+      };
+
+      let proc: ExecProcess;
+      try {
+        proc = backendOf(handle).exec(handle, {
+          argv: request.argv,
+          env: request.env,
+          cwd: request.cwd,
+          user: request.user,
+        });
+      } catch (err) {
+        // Reported as an exit (not a thrown error) so the process actor ends cleanly.
+        queueMicrotask(() => finish({ exitCode: null, signal: null, error: toErrorInfo(err) }));
+        return () => {};
+      }
+
+      proc.stdout.on('data', (c: Buffer) => channel.write('stdout', c));
+      proc.stderr.on('data', (c: Buffer) => channel.write('stderr', c));
+      // A command that never reads stdin closes it early; that is not an error of ours.
+      proc.stdin.on('error', () => {});
+      if (request.stdin && request.stdin.length > 0) proc.stdin.write(request.stdin);
+      if (!request.keepStdinOpen) proc.stdin.end();
+
+      proc.exited.then(
+        (exit) => finish({ exitCode: exit.exitCode, signal: exit.signal }),
+        (err) => finish({ exitCode: null, signal: null, error: toErrorInfo(err) }),
+      );
+
+      receive((cmd) => {
+        if (done) return;
+        switch (cmd.type) {
+          case 'STDIN':
+            proc.stdin.write(cmd.data);
+            break;
+          case 'CLOSE_STDIN':
+            proc.stdin.end();
+            break;
+          case 'SIGNAL':
+            if (cmd.reason) reason = cmd.reason;
+            proc.kill(cmd.signal as NodeJS.Signals);
+            break;
+        }
+      });
+
+      // Stopped before it exited (sandbox destroyed, gateway draining): the command dies too.
+      return () => {
+        if (done) return;
+        reason ??= 'killed';
+        proc.kill('SIGKILL');
+      };
+    },
+  );
+}

@@ -1,0 +1,100 @@
+// Assembles one gateway process: backends, the actor tree, the edge. Used by `coppice serve`
+// and by tests that run a gateway in-process.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { Gateway } from './actors/gateway.ts';
+import type { Backends } from './actors/effects.ts';
+import type { Backend } from './backends/types.ts';
+import { splitListen, type Config } from './config.ts';
+import { createEdge, type Edge } from './edge/server.ts';
+import type { Logger } from './log.ts';
+
+export interface App {
+  gateway: Gateway;
+  edge: Edge;
+  url: string;
+  apiKey: string;
+  /** Graceful: drain (destroy sandboxes), then close the server and backends. */
+  close(): Promise<void>;
+}
+
+export interface AppDeps {
+  logger: Logger;
+  apiKey: string;
+  /** Tests and benches may inject backends; otherwise the platform's drivers are built. */
+  backends?: Backends;
+  shardCount?: number;
+}
+
+export async function platformJailBackend(config: Config, logger: Logger): Promise<Backend> {
+  if (process.platform === 'linux') {
+    const { createLinuxJailBackend } = await import('./backends/jail/linux/index.ts');
+    return createLinuxJailBackend({ stateDir: config.stateDir, subnet: config.jailSubnet, logger });
+  }
+  throw new Error(`no jail driver for platform ${process.platform}`);
+}
+
+/** COPPICE_API_KEY, else --api-key-file, else `<state-dir>/api-key` (generated on first run). */
+export function resolveApiKey(config: Config, env = process.env): { key: string; source: string } {
+  if (env.COPPICE_API_KEY) return { key: env.COPPICE_API_KEY.trim(), source: 'COPPICE_API_KEY' };
+  if (config.apiKeyFile) {
+    const key = readFileSync(config.apiKeyFile, 'utf8').trim();
+    if (!key) throw new Error(`--api-key-file ${config.apiKeyFile} is empty`);
+    return { key, source: config.apiKeyFile };
+  }
+  const file = join(config.stateDir, 'api-key');
+  if (existsSync(file)) return { key: readFileSync(file, 'utf8').trim(), source: file };
+  mkdirSync(config.stateDir, { recursive: true });
+  const key = `cpc_${randomBytes(24).toString('base64url')}`;
+  writeFileSync(file, key + '\n', { mode: 0o600 });
+  return { key, source: `${file} (generated)` };
+}
+
+export async function startApp(config: Config, deps: AppDeps): Promise<App> {
+  const { logger } = deps;
+  mkdirSync(config.stateDir, { recursive: true });
+  const backends: Backends = deps.backends ?? { jail: await platformJailBackend(config, logger) };
+  const gateway = new Gateway({
+    backends,
+    roots: { templatesRoot: config.templatesRoot, bhyveTemplatesRoot: config.bhyveTemplatesRoot },
+    logger,
+    shardCount: deps.shardCount,
+    drainDeadlineMs: config.drainTimeout * 1000,
+  });
+  gateway.start();
+
+  const edge = createEdge(gateway, { apiKeys: [deps.apiKey] });
+  const { host, port } = splitListen(config.listen);
+  await new Promise<void>((resolve, reject) => {
+    edge.server.once('error', reject);
+    edge.server.listen(port, host, () => resolve());
+  });
+  const addr = edge.server.address() as AddressInfo;
+  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+
+  let closing: Promise<void> | null = null;
+  const shutdown = async () => {
+    await gateway.stopped;
+    const closed = new Promise<void>((r) => edge.server.close(() => r()));
+    edge.server.closeAllConnections();
+    await closed;
+    for (const b of Object.values(backends)) await b?.close();
+  };
+  void gateway.stopped.then(() => {
+    closing ??= shutdown();
+  });
+
+  return {
+    gateway,
+    edge,
+    url,
+    apiKey: deps.apiKey,
+    close() {
+      gateway.sigint();
+      closing ??= shutdown();
+      return closing;
+    },
+  };
+}

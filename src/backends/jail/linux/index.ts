@@ -1,0 +1,247 @@
+// The jail backend's Linux driver: runc + overlayfs + a netns with a routed veth per sandbox
+// (DESIGN.md "Backends"). This file only sequences; each host mechanism lives in its own module.
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CoppiceError, backendFailed, badRequest, conflict, notFound } from '../../../errors.ts';
+import type { Backend, CreateSpec, ExecProcess, ExecSpec, LiveSandbox, SandboxHandle, Template } from '../../types.ts';
+import { AddressPool } from '../address-pool.ts';
+import { startExec } from './exec.ts';
+import { freeze, thaw } from './freezer.ts';
+import { assertId, freezerStatePath, PREFIX, sandboxNames, type SandboxNames } from './names.ts';
+import { ensureNetnsDir, setupHostSide, setupSandboxSide, teardownNetwork, vethExists } from './network.ts';
+import { buildConfig, buildExecProcess, nofile } from './oci-config.ts';
+import { assertOverlaySafe, mountOverlay, seedEtcHosts, unmountRootfs } from './rootfs.ts';
+import { Runc } from './runc.ts';
+import { removeCgroups, removeContainer, removeSandboxDir, teardown } from './teardown.ts';
+import { UndoStack } from './undo.ts';
+import { TemplateUsers } from './users.ts';
+
+export { findLeftovers } from './leftovers.ts';
+
+export interface Logger {
+  info(o: object, msg?: string): void;
+  warn(o: object, msg?: string): void;
+}
+
+/** Steps of create, in order; named in errors and offered to `hooks.beforeStep`. */
+export type CreateStep = 'address' | 'dir' | 'overlay' | 'netns' | 'netns-inside' | 'config' | 'runc-create' | 'runc-start';
+
+export interface LinuxJailOptions {
+  stateDir: string;
+  /** Sandbox subnet; the first host address is the gateway. Default `10.78.0.0/24`. */
+  subnet?: string;
+  /** runc binary. Default `runc`. */
+  runc?: string;
+  logger?: Logger;
+  /** Host path of a static tini, bind-mounted as the sandbox's PID 1. Default `/usr/bin/tini-static`. */
+  init?: string;
+  /** Host path of a static busybox (PID 1's `sleep`). Default `/bin/busybox`. */
+  busybox?: string;
+  /** Fault injection for tests: throw from `beforeStep` to make create fail at that step. */
+  hooks?: { beforeStep?(step: CreateStep, id: string): void | Promise<void> };
+}
+
+export type LinuxJailBackend = Backend & {
+  defaultUser(template: Template): string;
+  /** The address pool (for re-adoption after restart: `pool.claim(ip)`). */
+  readonly pool: AddressPool;
+};
+
+const stderrLogger: Logger = {
+  info: () => undefined,
+  warn: (o, msg) => process.stderr.write(JSON.stringify({ level: 'warn', ...o, msg }) + '\n'),
+};
+
+/** Our own hard RLIMIT_NOFILE: sandboxes cannot get more without CAP_SYS_RESOURCE (see nofile()). */
+function hostNofileHard(): number {
+  const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+  const hard = line?.trim().split(/\s+/)[4];
+  return hard === undefined || hard === 'unlimited' ? Infinity : Number(hard) || 1024;
+}
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** Turn a teardown helper's "what is left" list into a throwing undo, so rollback reports it. */
+const mustClear = (fn: () => Promise<string[]>) => async () => {
+  const left = await fn();
+  if (left.length > 0) throw new Error(`left behind: ${left.join('; ')}`);
+};
+
+export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<LinuxJailBackend> {
+  const log = opts.logger ?? stderrLogger;
+  const runc = new Runc(opts.runc ?? 'runc');
+  const pool = new AddressPool(opts.subnet ?? '10.78.0.0/24');
+  const users = new TemplateUsers();
+  const hostInit = opts.init ?? '/usr/bin/tini-static';
+  const hostBusybox = opts.busybox ?? '/bin/busybox';
+  const rlimits = [nofile(hostNofileHard())];
+  for (const p of [hostInit, hostBusybox]) {
+    if (!existsSync(p)) throw backendFailed(`jail/linux: ${p} is missing (apt install tini busybox-static)`);
+  }
+  await mkdir(join(opts.stateDir, 'sandboxes'), { recursive: true, mode: 0o700 });
+  await ensureNetnsDir();
+
+  const busy = new Set<string>(); // ids with a create in flight or live in this process
+  const names = (id: string) => sandboxNames(opts.stateDir, id);
+
+  async function createSteps(spec: CreateSpec, n: SandboxNames, undo: UndoStack, at: (s: CreateStep) => Promise<void>, signal?: AbortSignal) {
+    await at('address');
+    const ip = pool.allocate();
+    // A leaked host veth keeps its /32 route; handing the address out again would fail the next create.
+    undo.push('address', () => {
+      if (vethExists(n.vethHost)) throw new Error(`address ${ip} quarantined: ${n.vethHost} still exists`);
+      pool.release(ip);
+    });
+    const net = { ip, gateway: pool.gateway, prefix: pool.prefix };
+
+    await at('dir');
+    try {
+      await mkdir(n.dir); // not recursive: EEXIST means another sandbox (or a leak) owns this id
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw conflict(`sandbox ${n.id} already exists on this host (${n.dir})`);
+      throw e;
+    }
+    undo.push('dir', mustClear(() => removeSandboxDir(n)));
+    await Promise.all([mkdir(n.upper), mkdir(n.work), mkdir(n.rootfs)]);
+
+    await at('overlay');
+    if (!statSync(spec.template.path, { throwIfNoEntry: false })?.isDirectory()) {
+      throw new Error(`template directory ${spec.template.path} does not exist`);
+    }
+    await seedEtcHosts(n, spec.template.path, ip);
+    undo.push('overlay', mustClear(() => unmountRootfs(n)));
+    await mountOverlay(n, spec.template.path, signal);
+
+    await at('netns');
+    undo.push('netns', mustClear(() => teardownNetwork(n)));
+    await setupHostSide(n, net, signal);
+    await at('netns-inside');
+    await setupSandboxSide(n, net, signal);
+
+    await at('config');
+    const config = buildConfig({ id: n.id, netnsPath: n.netnsPath, cgroupsPath: n.cgroupsPath, limits: spec.limits, hostInit, hostBusybox, rlimits });
+    writeFileSync(join(n.dir, 'config.json'), JSON.stringify(config, null, 2), { mode: 0o600 });
+
+    await at('runc-create');
+    undo.push('runc', mustClear(async () => [...(await removeContainer(runc, n)), ...(await removeCgroups(n))]));
+    await runc.create(n.container, n.dir, signal);
+    await at('runc-start');
+    await runc.start(n.container, signal);
+    return ip;
+  }
+
+  const backend: LinuxJailBackend = {
+    kind: 'jail',
+    pool,
+
+    async create(spec: CreateSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+      assertId(spec.id);
+      assertOverlaySafe(spec.template.path);
+      if (spec.template.backend !== 'jail') throw badRequest('template', `${spec.template.name} is not a jail template`);
+      for (const k of ['memoryMiB', 'cpus', 'pids'] as const) {
+        const v = spec.limits[k];
+        if (!(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw badRequest(`limits.${k}`, 'must be a positive number');
+      }
+      if (busy.has(spec.id)) throw conflict(`sandbox ${spec.id} already exists`);
+      busy.add(spec.id);
+      const n = names(spec.id);
+      const undo = new UndoStack();
+      let step: CreateStep = 'address';
+      const at = async (s: CreateStep) => {
+        step = s;
+        signal?.throwIfAborted();
+        await opts.hooks?.beforeStep?.(s, spec.id);
+      };
+      const t0 = performance.now();
+      try {
+        const ip = await createSteps(spec, n, undo, at, signal);
+        undo.commit();
+        log.info({ id: spec.id, ip, ms: Math.round(performance.now() - t0) }, 'jail sandbox created');
+        return {
+          id: spec.id,
+          backend: 'jail',
+          template: spec.template.name,
+          ip,
+          data: { container: n.container, netns: n.netns, vethHost: n.vethHost, dir: n.dir, templatePath: spec.template.path },
+        };
+      } catch (err) {
+        const failures = await undo.rollback();
+        busy.delete(spec.id);
+        if (failures.length > 0) {
+          log.warn({ id: spec.id, step, failures: failures.map((f) => `${f.step}: ${message(f.error)}`) }, 'create rollback incomplete');
+        }
+        const rollbackNote = failures.length > 0 ? ` (rollback incomplete: ${failures.map((f) => f.step).join(', ')})` : '';
+        if (signal?.aborted) {
+          if (signal.reason instanceof CoppiceError) throw signal.reason;
+          throw backendFailed(`create ${spec.id} aborted at step "${step}"${rollbackNote}`, signal.reason);
+        }
+        const text = `create ${spec.id} failed at step "${step}": ${message(err)}${rollbackNote}`;
+        if (err instanceof CoppiceError) throw new CoppiceError(err.code, text, { field: err.field, cause: err });
+        throw backendFailed(text, err);
+      }
+    },
+
+    async destroy(handle: SandboxHandle): Promise<void> {
+      const n = names(handle.id);
+      const { left, addressReusable } = await teardown(runc, n);
+      if (addressReusable) pool.release(handle.ip);
+      else log.warn({ id: handle.id, ip: handle.ip }, 'address quarantined: host veth could not be removed');
+      if (left.length > 0) log.warn({ id: handle.id, left }, 'sandbox teardown left objects behind');
+      busy.delete(handle.id);
+    },
+
+    exec(handle: SandboxHandle, spec: ExecSpec): ExecProcess {
+      if (!Array.isArray(spec.argv) || spec.argv.length === 0) throw badRequest('argv', 'must be a non-empty array');
+      const templatePath = handle.data.templatePath;
+      if (typeof templatePath !== 'string') throw backendFailed(`sandbox ${handle.id}: handle has no templatePath`);
+      const n = names(handle.id);
+      const userName = spec.user ?? (users.has(templatePath, 'user') ? 'user' : 'root');
+      const user = users.resolve(templatePath, userName);
+      const proc = buildExecProcess({ argv: spec.argv, env: spec.env, cwd: spec.cwd, user, rlimits });
+      try {
+        return startExec({ runc: runc.bin, container: n.container, dir: n.dir, process: proc });
+      } catch (e) {
+        // startExec writes process.json into the sandbox dir first: ENOENT means the sandbox is gone.
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(`sandbox ${handle.id}`);
+        throw backendFailed(`exec in ${handle.id}: ${message(e)}`, e);
+      }
+    },
+
+    async pause(handle: SandboxHandle): Promise<void> {
+      try {
+        await freeze(freezerStatePath(handle.id));
+      } catch (e) {
+        throw backendFailed(`pause ${handle.id}: ${message(e)}`, e);
+      }
+    },
+
+    async resume(handle: SandboxHandle): Promise<void> {
+      try {
+        await thaw(freezerStatePath(handle.id));
+      } catch (e) {
+        throw backendFailed(`resume ${handle.id}: ${message(e)}`, e);
+      }
+    },
+
+    async listLive(): Promise<LiveSandbox[]> {
+      const all = await runc.list();
+      return all
+        .filter((c) => c.id.startsWith(PREFIX))
+        .map((c) => ({
+          id: c.id.slice(PREFIX.length),
+          state: c.status === 'running' ? 'running' : c.status === 'paused' ? 'paused' : 'unknown',
+        }));
+    },
+
+    defaultUser(template: Template): string {
+      return users.has(template.path, 'user') ? 'user' : 'root';
+    },
+
+    async close(): Promise<void> {
+      // Nothing host-wide to release: every object is per sandbox and owned by its actor's destroy().
+      users.clear();
+    },
+  };
+  return backend;
+}

@@ -1,0 +1,65 @@
+// The sandbox root filesystem: an overlay whose lower layer is the template directory itself (shared,
+// never written) and whose upper/work dirs are per sandbox. Mount source is `coppice-<id>` so the
+// mount is findable by name in `mount` / /proc/self/mountinfo.
+import { readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { badRequest } from '../../../errors.ts';
+import type { SandboxNames } from './names.ts';
+import { run } from './run.ts';
+
+/** overlayfs option syntax has no escaping for these in lowerdir. */
+export function assertOverlaySafe(path: string): void {
+  if (!path.startsWith('/') || /[,:\\\s]/.test(path)) {
+    throw badRequest('template', `template path ${JSON.stringify(path)} must be absolute, without , : \\ or spaces`);
+  }
+}
+
+export async function mountOverlay(n: SandboxNames, lower: string, signal?: AbortSignal): Promise<void> {
+  const opts = `lowerdir=${lower},upperdir=${n.upper},workdir=${n.work}`;
+  await run('mount', ['-t', 'overlay', n.container, '-o', opts, n.rootfs], { signal });
+}
+
+const DEFAULT_HOSTS = '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n';
+
+/**
+ * Make the sandbox's hostname (its id) resolvable: the template's /etc/hosts plus `<ip> <id>`, written
+ * into the fresh, empty upper dir before the overlay is mounted, so no sandbox process exists yet
+ * that could have planted a symlink there. Without it sudo waits ~20 s on DNS for its own hostname.
+ * A plain file (not docker's bind mount) so tools that rewrite /etc/hosts by rename keep working.
+ */
+export async function seedEtcHosts(n: SandboxNames, lower: string, ip: string): Promise<void> {
+  const etc = await stat(join(lower, 'etc')).catch(() => null);
+  if (!etc?.isDirectory()) return; // a template without /etc: nothing to resolve with anyway
+  const base = await readFile(join(lower, 'etc', 'hosts'), 'utf8').catch(() => DEFAULT_HOSTS);
+  const dir = join(n.upper, 'etc');
+  // The upper copy of /etc shadows the template's directory metadata: keep owner and mode identical.
+  await mkdir(dir);
+  await chown(dir, etc.uid, etc.gid);
+  await chmod(dir, etc.mode & 0o7777);
+  await writeFile(join(dir, 'hosts'), `${base.endsWith('\n') || base === '' ? base : base + '\n'}${ip}\t${n.id}\n`, { mode: 0o644 });
+}
+
+/** Mount points at or under `path`, deepest first, from our mount namespace's mountinfo. */
+export function mountsUnder(path: string): string[] {
+  const out: string[] = [];
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const mp = line.split(' ')[4];
+    if (mp === undefined) continue;
+    // mountinfo escapes spaces etc. as \040; our paths never contain them.
+    if (mp === path || mp.startsWith(path + '/')) out.push(mp);
+  }
+  return out.sort((a, b) => b.length - a.length);
+}
+
+/** Unmount whatever is mounted at/under the rootfs; falls back to a lazy unmount. Returns what is left. */
+export async function unmountRootfs(n: SandboxNames): Promise<string[]> {
+  for (const mp of mountsUnder(n.dir)) {
+    try {
+      await run('umount', [mp]);
+    } catch {
+      await run('umount', ['-l', mp]).catch(() => undefined);
+    }
+  }
+  return mountsUnder(n.dir).map((mp) => `mount ${mp}`);
+}

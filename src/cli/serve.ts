@@ -1,0 +1,47 @@
+// `coppice serve`: run the gateway until SIGINT/SIGTERM. First signal drains (503 to new work,
+// sandboxes destroyed, pools drained); a second one exits at once.
+import { startApp, resolveApiKey } from '../app.ts';
+import { ConfigError, parseServeArgs } from '../config.ts';
+import { createLogger } from '../log.ts';
+
+export async function serve(argv: string[]): Promise<number> {
+  let config;
+  try {
+    config = parseServeArgs(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`coppice serve: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  let apiKey;
+  try {
+    apiKey = resolveApiKey(config);
+  } catch (err) {
+    process.stderr.write(`coppice serve: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const app = await startApp(config, { logger, apiKey: apiKey.key });
+  process.stderr.write(`coppice listening on ${app.url}\ncoppice API key (${apiKey.source}): ${apiKey.key}\n`);
+  logger.info({ url: app.url, templatesRoot: config.templatesRoot, bhyveTemplatesRoot: config.bhyveTemplatesRoot }, 'listening');
+
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals += 1;
+    logger.warn({ signal: sig, count: signals }, signals === 1 ? 'draining (send again to force)' : 'forced stop');
+    app.gateway.sigint();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const reason = await app.gateway.stopped;
+  if (reason === 'forced') {
+    logger.warn({ reason }, 'stopped');
+    return 130;
+  }
+  await app.close();
+  logger.info({ reason }, 'stopped');
+  return reason === 'drained' ? 0 : 1;
+}

@@ -1,0 +1,82 @@
+// `coppice serve` flags: parsed by node's parseArgs, validated by zod. A bad flag is a clear
+// message and exit code 2 (see cli/main.ts).
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+const cidr = z
+  .string()
+  .regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/, 'must be an IPv4 CIDR like 10.78.0.0/24')
+  .refine((s) => {
+    const [addr, bits] = s.split('/');
+    return addr!.split('.').every((o) => Number(o) <= 255) && Number(bits) >= 16 && Number(bits) <= 30;
+  }, 'octets must be <= 255 and the prefix between /16 and /30');
+
+const listen = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/, 'must be HOST:PORT')
+  .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be <= 65535');
+
+const absPath = z.string().min(1).startsWith('/', 'must be an absolute path');
+
+export const configSchema = z
+  .object({
+    listen: listen.default('127.0.0.1:3000'),
+    templatesRoot: absPath.default('/var/lib/coppice/templates'),
+    bhyveTemplatesRoot: absPath.optional(),
+    bhyvePoolSize: z.coerce.number().int().min(0).max(1000).default(0),
+    stateDir: absPath.default('/var/lib/coppice'),
+    apiKeyFile: absPath.optional(),
+    jailSubnet: cidr.default('10.78.0.0/24'),
+    poolCtl: absPath.default('/usr/local/sbin/coppice-bhyve-pool-ctl.sh'),
+    sshKey: absPath.default('/root/coppice-signing/pool-key'),
+    drainTimeout: z.coerce.number().int().min(1).max(3600).default(30),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+
+const FLAGS = {
+  listen: 'listen',
+  'templates-root': 'templatesRoot',
+  'bhyve-templates-root': 'bhyveTemplatesRoot',
+  'bhyve-pool-size': 'bhyvePoolSize',
+  'state-dir': 'stateDir',
+  'api-key-file': 'apiKeyFile',
+  'jail-subnet': 'jailSubnet',
+  'pool-ctl': 'poolCtl',
+  'ssh-key': 'sshKey',
+  'drain-timeout': 'drainTimeout',
+  'log-level': 'logLevel',
+} as const;
+
+export class ConfigError extends Error {}
+
+export function parseServeArgs(argv: string[]): Config {
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: 'string' as const }])),
+      strict: true,
+      allowPositionals: false,
+    }) as { values: Record<string, string | undefined> });
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const raw: Record<string, string> = {};
+  for (const [flag, key] of Object.entries(FLAGS)) if (values[flag] !== undefined) raw[key] = values[flag]!;
+  const r = configSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const key = String(issue.path[0]);
+    const flag = Object.entries(FLAGS).find(([, k]) => k === key)?.[0] ?? key;
+    throw new ConfigError(`--${flag}: ${issue.message}`);
+  }
+  return r.data;
+}
+
+export function splitListen(l: string): { host: string; port: number } {
+  const i = l.lastIndexOf(':');
+  return { host: l.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(l.slice(i + 1)) };
+}

@@ -1,0 +1,63 @@
+// REST for sandboxes: parse, turn into one gateway call (an event to an actor), shape the reply.
+import type { Gateway } from '../../actors/gateway.ts';
+import { notFound } from '../../errors.ts';
+import type { Router } from '../router.ts';
+import { connectBody, createSandboxBody, execBody, parse, timeoutBody } from '../schemas.ts';
+
+export function sandboxRoutes(router: Router, gw: Gateway): void {
+  router
+    .on('POST', '/sandboxes', async (ctx) => {
+      const b = parse(createSandboxBody, await ctx.body());
+      if (!gw.templates().some((t) => t.name === b.templateID)) throw notFound(`template "${b.templateID}"`);
+      const view = await gw.create({
+        templateID: b.templateID,
+        timeoutMs: b.timeout === undefined ? undefined : b.timeout * 1000,
+        metadata: b.metadata,
+        envVars: b.envVars,
+        limits: b.limits,
+      });
+      return { status: 201, body: view };
+    })
+    .on('GET', '/sandboxes', () => ({ status: 200, body: gw.list() }))
+    .on('GET', '/sandboxes/:id', (ctx) => ({ status: 200, body: gw.view(ctx.params.id!) }))
+    .on('DELETE', '/sandboxes/:id', async (ctx) => {
+      await gw.destroy(ctx.params.id!);
+      return { status: 204 };
+    })
+    .on('POST', '/sandboxes/:id/exec', async (ctx) => {
+      const id = ctx.params.id!;
+      gw.view(id); // 404 before the body is looked at
+      const b = parse(execBody, await ctx.body());
+      const result = await gw.exec(id, {
+        argv: b.argv ?? ['/bin/sh', '-c', b.cmd!],
+        env: b.env,
+        cwd: b.cwd,
+        user: b.user,
+        timeoutMs: b.timeoutMs ?? 60_000,
+        stdin: b.stdin === undefined ? undefined : Buffer.from(b.stdin, 'utf8'),
+      });
+      return { status: 200, body: result };
+    })
+    .on('POST', '/sandboxes/:id/pause', async (ctx) => {
+      await gw.pause(ctx.params.id!);
+      return { status: 204 };
+    })
+    .on('POST', '/sandboxes/:id/resume', async (ctx) => {
+      await gw.resume(ctx.params.id!);
+      return { status: 204 };
+    })
+    .on('POST', '/sandboxes/:id/connect', async (ctx) => {
+      const id = ctx.params.id!;
+      gw.view(id);
+      const b = parse(connectBody, await ctx.body());
+      const resumed = await gw.connect(id, (b.timeout ?? 300) * 1000);
+      return { status: resumed ? 201 : 200, body: gw.view(id) };
+    })
+    .on('POST', '/sandboxes/:id/timeout', async (ctx) => {
+      const id = ctx.params.id!;
+      gw.view(id);
+      const b = parse(timeoutBody, await ctx.body());
+      await gw.setTimeout(id, b.timeout * 1000);
+      return { status: 204 };
+    });
+}

@@ -1,0 +1,71 @@
+// Every input the edge accepts, as zod schemas. A failure names the field (see toBadRequest).
+import { z, ZodError } from 'zod';
+import { badRequest, type CoppiceError } from '../errors.ts';
+import { isValidTemplateName } from '../registry/scan.ts';
+
+const MAX_TIMEOUT_S = 30 * 24 * 3600;
+const envKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name');
+const envMap = z.record(envKey, z.string().max(128 * 1024)).refine((m) => Object.keys(m).length <= 256, 'at most 256 entries');
+const metadata = z
+  .record(z.string().min(1).max(128), z.string().max(1024))
+  .refine((m) => Object.keys(m).length <= 64, 'at most 64 entries');
+
+export const templateId = z
+  .string({ required_error: 'is required' })
+  .min(1)
+  .max(64)
+  .refine(isValidTemplateName, 'must be a template name (letters, digits, ".", "_", "-"; no path)');
+
+export const limitsSchema = z
+  .object({
+    memoryMiB: z.number().int().min(16).max(1024 * 1024),
+    cpus: z.number().min(0.05).max(256),
+    pids: z.number().int().min(8).max(1_000_000),
+  })
+  .partial()
+  .strict();
+
+export const createSandboxBody = z
+  .object({
+    templateID: templateId,
+    /** Seconds, as E2B. */
+    timeout: z.number().int().min(1).max(MAX_TIMEOUT_S).optional(),
+    metadata: metadata.optional(),
+    envVars: envMap.optional(),
+    limits: limitsSchema.optional(),
+  })
+  .passthrough();
+
+export const execBody = z
+  .object({
+    cmd: z.string().min(1).max(1024 * 1024).optional(),
+    argv: z.array(z.string().max(1024 * 1024)).min(1).max(4096).optional(),
+    env: envMap.optional(),
+    cwd: z.string().min(1).max(4096).startsWith('/', 'must be an absolute path').optional(),
+    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a user name').optional(),
+    timeoutMs: z.number().int().min(0).max(24 * 3600 * 1000).optional(),
+    stdin: z.string().max(16 * 1024 * 1024).optional(),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    if ((b.cmd === undefined) === (b.argv === undefined)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cmd'], message: 'give exactly one of cmd (a shell string) or argv (an array)' });
+    }
+  });
+
+export const timeoutBody = z.object({ timeout: z.number().int().min(0).max(MAX_TIMEOUT_S) }).passthrough();
+export const connectBody = z.object({ timeout: z.number().int().min(0).max(MAX_TIMEOUT_S).optional() }).passthrough();
+
+/** Turn a zod failure into a 400 that names the first bad field. */
+export function toBadRequest(err: ZodError, prefix = ''): CoppiceError {
+  const issue = err.issues[0]!;
+  const field = [prefix, ...issue.path.map(String)].filter(Boolean).join('.') || prefix || 'body';
+  const message = issue.code === 'invalid_type' && issue.received === 'undefined' ? 'is required' : issue.message;
+  return badRequest(field, message);
+}
+
+export function parse<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, value: unknown, prefix = ''): T {
+  const r = schema.safeParse(value ?? {});
+  if (!r.success) throw toBadRequest(r.error, prefix);
+  return r.data;
+}

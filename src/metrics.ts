@@ -1,0 +1,50 @@
+// prom-client metrics on a registry of our own (never the global one), so several gateways can
+// live in one process (tests) without clashing.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  httpRequests: Counter<'method' | 'route' | 'status'>;
+  createSeconds: Histogram<'backend' | 'outcome'>;
+  execSeconds: Histogram<'backend'>;
+  sandboxes: Gauge<'state' | 'backend'>;
+}
+
+export function createMetrics(countSandboxes: () => Map<string, number>): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'coppice_process_' });
+  const httpRequests = new Counter({
+    name: 'coppice_http_requests_total',
+    help: 'HTTP requests by route template, method and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const createSeconds = new Histogram({
+    name: 'coppice_sandbox_create_seconds',
+    help: 'Time from create request to a ready sandbox (or failure)',
+    labelNames: ['backend', 'outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30],
+    registers: [registry],
+  });
+  const execSeconds = new Histogram({
+    name: 'coppice_exec_seconds',
+    help: 'Buffered exec duration, request to exit',
+    labelNames: ['backend'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60],
+    registers: [registry],
+  });
+  const sandboxes = new Gauge({
+    name: 'coppice_sandboxes',
+    help: 'Live sandboxes by lifecycle state and backend',
+    labelNames: ['state', 'backend'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [key, n] of countSandboxes()) {
+        const [state, backend] = key.split('|');
+        this.set({ state, backend }, n);
+      }
+    },
+  });
+  return { registry, httpRequests, createSeconds, execSeconds, sandboxes };
+}
