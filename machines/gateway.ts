@@ -1,14 +1,17 @@
 // The root supervisor: the gateway's whole life in four states.
 //
-//   starting --(startup done)--> serving --(SIGINT)--> draining --(all drained | deadline)--> stopped
-//       \                                                  \
-//        `--(SIGINT | startup failed)--> stopped             `--(second SIGINT)--> stopped (forced)
+//   starting { scanning -> warming } --> serving --(SIGINT)--> draining --(all drained | deadline)--> stopped
+//       \                                                        \
+//        `--(SIGINT | startup failed)--> stopped                   `--(second SIGINT)--> stopped (forced)
 //
-// Children: the registry, and N shards that own the sandboxes (see shard.ts for why shards).
-// Draining is a state, not a callback: it tells every shard to drain its sandboxes, runs the
-// pool drain effect, and waits for both with a deadline.
-import { assign, emit, enqueueActions, fromPromise, setup, type ActorRefFrom } from 'xstate';
-import { registryMachine } from './registry.ts';
+// Children: the registry, one pool per pooled template, and N shards that own the sandboxes
+// (see shard.ts for why shards). Starting waits for the first template scan, then runs the
+// startup effect (e.g. the seed's startup warm of the first bhyve template). Draining is a state,
+// not a callback: it tells every shard to drain its sandboxes and every pool to drain its slots,
+// and waits for both with a deadline.
+import { assign, emit, enqueueActions, fromPromise, sendParent, setup, type ActorRefFrom } from 'xstate';
+import { poolMachine } from './pool.ts';
+import { registryMachine, type TemplateEntry } from './registry.ts';
 import { shardMachine } from './shard.ts';
 import type { SandboxInput } from './sandbox.ts';
 import type { Failure, Reply } from './types.ts';
@@ -20,9 +23,16 @@ export interface GatewayInput {
 
 export type StopReason = 'drained' | 'deadline' | 'forced' | 'startup_failed';
 
+/** The registry as the gateway runs it: every scan result is announced to the gateway. */
+export const gatewayRegistry = registryMachine.provide({
+  actions: { announce: sendParent(({ context }) => ({ type: 'TEMPLATES', templates: context.templates })) },
+});
+
 export interface GatewayContext {
   shards: ActorRefFrom<typeof shardMachine>[];
   registry: ActorRefFrom<typeof registryMachine>;
+  pools: Record<string, ActorRefFrom<typeof poolMachine>>;
+  drainedPools: number;
   drainedShards: number;
   drainDeadlineMs: number;
   stopReason: StopReason | null;
@@ -33,6 +43,8 @@ export type GatewayEvent =
   | { type: 'SPAWN'; reqId: string; input: SandboxInput }
   | { type: 'SIGINT' }
   | { type: 'SHARD_DRAINED'; index: number }
+  | { type: 'TEMPLATES'; templates: TemplateEntry[] }
+  | { type: `xstate.done.actor.${string}`; actorId: string; output?: unknown }
   | { type: `xstate.error.actor.${string}`; actorId: string; error: unknown };
 
 export type GatewayEmitted = Reply | { type: 'fault'; actorId: string; error: unknown };
@@ -57,17 +69,18 @@ export const gatewayMachine = setup({
     emitted: {} as GatewayEmitted,
   },
   actors: {
-    registry: registryMachine,
+    registry: gatewayRegistry,
     shard: shardMachine,
+    pool: poolMachine,
     // Placeholders; src/actors provides them.
     startup: fromPromise<void>(async () => {}),
-    drainPools: fromPromise<void>(async () => {}),
   },
   delays: {
     drainDeadline: ({ context }) => context.drainDeadlineMs,
   },
   guards: {
     allShardsDrained: ({ context }) => context.drainedShards >= context.shards.length,
+    allPoolsDrained: ({ context }) => context.drainedPools >= Object.keys(context.pools).length,
   },
   actions: {
     routeSpawn: enqueueActions(({ enqueue, context, event }) => {
@@ -90,6 +103,29 @@ export const gatewayMachine = setup({
       for (const shard of context.shards) enqueue.sendTo(shard, { type: 'DRAIN' });
     }),
     countDrained: assign({ drainedShards: ({ context }) => context.drainedShards + 1 }),
+    // One pool per pooled template (bhyve: pool-ctl guests), spawned as templates appear.
+    ensurePools: assign({
+      pools: ({ context, event, spawn }) => {
+        if (event.type !== 'TEMPLATES') return context.pools;
+        const pools = { ...context.pools };
+        for (const t of event.templates) {
+          if (t.backend !== 'bhyve' || pools[t.name]) continue;
+          pools[t.name] = spawn('pool', {
+            id: `pool:${t.name}`,
+            systemId: `pool:${t.name}`,
+            input: { template: t.name, backend: t.backend },
+          });
+        }
+        return pools;
+      },
+    }),
+    drainPools: enqueueActions(({ enqueue, context }) => {
+      for (const pool of Object.values(context.pools)) enqueue.sendTo(pool, { type: 'DRAIN' });
+    }),
+    countPoolDrained: assign({
+      drainedPools: ({ context, event }) =>
+        'actorId' in event && event.actorId.startsWith('pool:') ? context.drainedPools + 1 : context.drainedPools,
+    }),
     reportFault: emit(({ event }) => ({
       type: 'fault',
       actorId: 'actorId' in event ? event.actorId : '',
@@ -103,6 +139,8 @@ export const gatewayMachine = setup({
       spawn('shard', { id: `shard-${index}`, systemId: `shard:${index}`, input: { index } }),
     ),
     registry: spawn('registry', { id: 'registry', systemId: 'registry' }),
+    pools: {},
+    drainedPools: 0,
     drainedShards: 0,
     drainDeadlineMs: input.drainDeadlineMs ?? 30_000,
     stopReason: null,
@@ -111,23 +149,33 @@ export const gatewayMachine = setup({
   initial: 'starting',
   on: {
     SPAWN: { actions: 'refuseSpawn' },
+    TEMPLATES: { actions: 'ensurePools' },
     // One broken child never takes the gateway down: report and carry on.
     'xstate.error.actor.*': { actions: 'reportFault' },
   },
   states: {
     starting: {
-      invoke: {
-        src: 'startup',
-        onDone: 'serving',
-        onError: {
-          target: 'stopped',
-          actions: assign({
-            stopReason: 'startup_failed',
-            error: ({ event }) => ({ code: 'internal', message: String((event.error as Error)?.message ?? event.error) }),
-          }),
+      initial: 'scanning',
+      on: { SIGINT: { target: 'stopped', actions: assign({ stopReason: 'forced' }) } },
+      states: {
+        // The first template scan; its announcement spawns the pools.
+        scanning: {
+          on: { TEMPLATES: { target: 'warming', actions: 'ensurePools' } },
+        },
+        warming: {
+          invoke: {
+            src: 'startup',
+            onDone: '#gateway.serving',
+            onError: {
+              target: '#gateway.stopped',
+              actions: assign({
+                stopReason: 'startup_failed',
+                error: ({ event }) => ({ code: 'internal', message: String((event.error as Error)?.message ?? event.error) }),
+              }),
+            },
+          },
         },
       },
-      on: { SIGINT: { target: 'stopped', actions: assign({ stopReason: 'forced' }) } },
     },
     serving: {
       on: {
@@ -156,7 +204,9 @@ export const gatewayMachine = setup({
           initial: 'draining',
           states: {
             draining: {
-              invoke: { src: 'drainPools', onDone: 'done', onError: 'done' },
+              entry: 'drainPools',
+              on: { 'xstate.done.actor.*': { actions: 'countPoolDrained' } },
+              always: { guard: 'allPoolsDrained', target: 'done' },
             },
             done: { type: 'final' },
           },

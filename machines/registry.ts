@@ -33,6 +33,8 @@ export const registryMachine = setup({
   },
   actions: {
     addWaiter: assign({ waiters: ({ context, event }) => [...context.waiters, event.reqId] }),
+    // Tells whoever supervises the registry what the scan found (the gateway provides it).
+    announce: () => {},
     answerWaiters: enqueueActions(({ enqueue, context }) => {
       for (const reqId of context.waiters) {
         if (context.error) enqueue.emit({ type: 'reply', reqId, ok: false, error: context.error });
@@ -60,6 +62,7 @@ export const registryMachine = setup({
               error: null,
             }),
             'answerWaiters',
+            'announce',
           ],
         },
         onError: {
@@ -68,6 +71,7 @@ export const registryMachine = setup({
           actions: [
             assign({ error: ({ event }) => ({ code: 'internal', message: `template scan failed: ${String((event.error as Error)?.message ?? event.error)}` }) }),
             'answerWaiters',
+            'announce',
           ],
         },
       },

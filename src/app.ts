@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Gateway } from './actors/gateway.ts';
 import type { Backends } from './actors/effects.ts';
+import { createBhyveBackend } from './backends/bhyve/backend.ts';
 import type { Backend } from './backends/types.ts';
 import { splitListen, type Config } from './config.ts';
 import { createEdge, type Edge } from './edge/server.ts';
@@ -52,17 +53,57 @@ export function resolveApiKey(config: Config, env = process.env): { key: string;
   return { key, source: `${file} (generated)` };
 }
 
+/**
+ * The seed's startup warm: with --bhyve-pool-size N, warm the first bhyve template the registry
+ * lists and stay not-ready until pool-ctl returns. A failed warm is logged and the gateway serves
+ * anyway (jail sandboxes work; the pool can be warmed later with POST /pool/:name/warm).
+ */
+async function startupWarm(gateway: Gateway, config: Config, logger: Logger): Promise<void> {
+  if (config.bhyvePoolSize <= 0) return;
+  const first = gateway.templates().find((t) => t.backend === 'bhyve');
+  if (!first) {
+    logger.warn({ bhyveTemplatesRoot: config.bhyveTemplatesRoot }, '--bhyve-pool-size given but no bhyve template found');
+    return;
+  }
+  logger.info({ template: first.name, count: config.bhyvePoolSize }, 'startup warm');
+  try {
+    const r = await gateway.warmPool(first.name, config.bhyvePoolSize, (line) => logger.info({ template: first.name, line }, 'warm progress'));
+    logger.info({ ...r }, 'startup warm done');
+  } catch (err) {
+    logger.error({ template: first.name, err: (err as Error).message }, 'startup warm failed; serving without a warm pool');
+  }
+}
+
 export async function startApp(config: Config, deps: AppDeps): Promise<App> {
   const { logger } = deps;
   mkdirSync(config.stateDir, { recursive: true });
-  const backends: Backends = deps.backends ?? { jail: await platformJailBackend(config, logger) };
+  // The bhyve backend exists only when the operator opts in (the seed's Option<Arc<dyn Backend>>).
+  let gatewayRef: Gateway | undefined;
+  const backends: Backends = deps.backends ?? {
+    jail: await platformJailBackend(config, logger),
+    ...(config.bhyveTemplatesRoot
+      ? {
+          bhyve: createBhyveBackend({
+            poolCtl: {
+              path: config.poolCtl,
+              env: { COPPICE_BHYVE_TEMPLATES_ROOT: config.bhyveTemplatesRoot, COPPICE_POOL_KEY: config.sshKey },
+            },
+            keyPath: config.sshKey,
+            logger,
+            onCheckout: (template, ns) => gatewayRef?.recordCheckout(template, ns),
+          }),
+        }
+      : {}),
+  };
   const gateway = new Gateway({
     backends,
     roots: { templatesRoot: config.templatesRoot, bhyveTemplatesRoot: config.bhyveTemplatesRoot },
     logger,
     shardCount: deps.shardCount,
     drainDeadlineMs: config.drainTimeout * 1000,
+    startup: () => startupWarm(gatewayRef!, config, logger),
   });
+  gatewayRef = gateway;
   gateway.start();
 
   const edge = createEdge(gateway, { apiKeys: [deps.apiKey] });

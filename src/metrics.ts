@@ -2,15 +2,26 @@
 // live in one process (tests) without clashing.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+export interface PoolGaugeSource {
+  template: string;
+  backend: string;
+  available: number;
+  inUse: number;
+}
+
 export interface Metrics {
   registry: Registry;
+  /** The seed's pair: their ratio is the mean bhyve checkout time in ns. */
+  bhyveCheckoutNsSum: Counter;
+  bhyveCheckoutsTotal: Counter;
+  bhyveCheckoutSeconds: Histogram<'template'>;
   httpRequests: Counter<'method' | 'route' | 'status'>;
   createSeconds: Histogram<'backend' | 'outcome'>;
   execSeconds: Histogram<'backend'>;
   sandboxes: Gauge<'state' | 'backend'>;
 }
 
-export function createMetrics(countSandboxes: () => Map<string, number>): Metrics {
+export function createMetrics(countSandboxes: () => Map<string, number>, pools: () => PoolGaugeSource[] = () => []): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'coppice_process_' });
   const httpRequests = new Counter({
@@ -46,5 +57,38 @@ export function createMetrics(countSandboxes: () => Map<string, number>): Metric
       }
     },
   });
-  return { registry, httpRequests, createSeconds, execSeconds, sandboxes };
+  const bhyveCheckoutNsSum = new Counter({
+    name: 'coppice_bhyve_checkout_ns_sum',
+    help: 'Total wall time of pool-ctl checkouts, in nanoseconds (divide by coppice_bhyve_checkouts_total)',
+    registers: [registry],
+  });
+  const bhyveCheckoutsTotal = new Counter({
+    name: 'coppice_bhyve_checkouts_total',
+    help: 'Successful pool-ctl checkouts',
+    registers: [registry],
+  });
+  const bhyveCheckoutSeconds = new Histogram({
+    name: 'coppice_bhyve_checkout_seconds',
+    help: 'pool-ctl checkout latency',
+    labelNames: ['template'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 5],
+    registers: [registry],
+  });
+  // Refreshed every 10 s by each pool actor from `pool-ctl list --json`; read at scrape time.
+  for (const [name, field, help] of [
+    ['coppice_bhyve_pool_available', 'available', 'Ready (stopped) guests per bhyve template'],
+    ['coppice_bhyve_pool_in_use', 'inUse', 'Checked-out guests per bhyve template'],
+  ] as const) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['template'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of pools()) if (p.backend === 'bhyve') this.set({ template: p.template }, p[field]);
+      },
+    });
+  }
+  return { registry, httpRequests, createSeconds, execSeconds, sandboxes, bhyveCheckoutNsSum, bhyveCheckoutsTotal, bhyveCheckoutSeconds };
 }

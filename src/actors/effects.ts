@@ -2,18 +2,21 @@
 import { fromPromise, type AnyActorRef } from 'xstate';
 import { gatewayMachine } from '../../machines/gateway.ts';
 import { processMachine } from '../../machines/process.ts';
-import { registryMachine, type RegistryContext } from '../../machines/registry.ts';
+import { gatewayRegistry } from '../../machines/gateway.ts';
+import { poolMachine, type PoolStats } from '../../machines/pool.ts';
+import type { RegistryContext } from '../../machines/registry.ts';
 import { sandboxMachine } from '../../machines/sandbox.ts';
 import { shardMachine } from '../../machines/shard.ts';
 import type { BackendKind, Limits, Provisioned } from '../../machines/types.ts';
 import type { Backend, SandboxHandle } from '../backends/types.ts';
+import type { BhyveBackend } from '../backends/bhyve/backend.ts';
 import { CoppiceError, notFound } from '../errors.ts';
 import { scanTemplates, type ScanRoots } from '../registry/scan.ts';
 import { createRunner } from './runner.ts';
 
 export interface Backends {
   jail: Backend;
-  bhyve?: Backend;
+  bhyve?: BhyveBackend;
 }
 
 export interface EffectDeps {
@@ -21,8 +24,6 @@ export interface EffectDeps {
   roots: ScanRoots;
   /** Runs after the first template scan, before the gateway serves (e.g. the bhyve startup warm). */
   startup?: (system: { get(id: string): AnyActorRef | undefined }) => Promise<void>;
-  /** Best-effort pool drain at SIGINT. */
-  drainPools?: () => Promise<void>;
 }
 
 /** The seed's backend_for(template): which backend serves a kind of template. */
@@ -71,7 +72,7 @@ export function provideGateway(deps: EffectDeps) {
     },
   });
 
-  const registry = registryMachine.provide({
+  const registry = gatewayRegistry.provide({
     actors: { scan: fromPromise(() => scanTemplates(deps.roots)) },
   });
 
@@ -93,9 +94,32 @@ export function provideGateway(deps: EffectDeps) {
         });
         await deps.startup?.(system);
       }),
-      drainPools: fromPromise(async () => {
-        await deps.drainPools?.();
+      pool: providePool(deps),
+    },
+  });
+}
+
+/** Pool effects: bhyve pools are pool-ctl's guests (warm, list --json, drain). */
+function providePool(deps: EffectDeps) {
+  const bhyve = () => {
+    const b = deps.backends.bhyve;
+    if (!b) throw new CoppiceError('unsupported', 'bhyve backend is not enabled on this gateway');
+    return b;
+  };
+  const stats = async (template: string, signal?: AbortSignal): Promise<PoolStats> => {
+    const list = await bhyve().pool(signal);
+    const t = list.templates[template];
+    return { available: t?.available ?? 0, inUse: t?.in_use ?? 0 };
+  };
+  return poolMachine.provide({
+    actors: {
+      warm: fromPromise<PoolStats, { template: string; count: number }>(async ({ input, system, signal }) => {
+        const pool = system.get(`pool:${input.template}`) as AnyActorRef | undefined;
+        await bhyve().warm(input.template, input.count, (line) => pool?.send({ type: 'PROGRESS', line }), signal);
+        return stats(input.template, signal);
       }),
+      stats: fromPromise<PoolStats, { template: string }>(({ input, signal }) => stats(input.template, signal)),
+      drain: fromPromise<void, { template: string }>(({ input, signal }) => bhyve().drain(input.template, signal)),
     },
   });
 }

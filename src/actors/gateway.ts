@@ -3,16 +3,18 @@
 import { randomBytes } from 'node:crypto';
 import { createActor, type Actor, type AnyActorRef } from 'xstate';
 import type { GatewayContext, StopReason } from '../../machines/gateway.ts';
+import type { PoolContext } from '../../machines/pool.ts';
 import type { RegistryContext, ScanResult, TemplateEntry } from '../../machines/registry.ts';
 import { describe, type SandboxContext } from '../../machines/sandbox.ts';
 import type { ExecRequest, Limits, ProcessExit } from '../../machines/types.ts';
 import { DEFAULT_LIMITS } from '../backends/types.ts';
-import { CoppiceError, notFound } from '../errors.ts';
+import { CoppiceError, notFound, unsupported } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
 import type { ScanRoots } from '../registry/scan.ts';
 import { provideGateway, type Backends, type EffectDeps } from './effects.ts';
-import { ProcessChannel } from './process-channel.ts';
+import { ProcessChannel, type ChannelOptions } from './process-channel.ts';
+import { ProcessTable, type ProcessEntry, type ProcessKind } from './process-table.ts';
 import { awaitReply, newReqId, request, whenDone } from './request.ts';
 
 export type Lifecycle = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -28,7 +30,6 @@ export interface GatewayOptions {
   /** Cap on bytes kept per buffered exec (stdout + stderr). */
   execCaptureLimit?: number;
   startup?: EffectDeps['startup'];
-  drainPools?: EffectDeps['drainPools'];
 }
 
 export interface CreateRequest {
@@ -53,6 +54,24 @@ export interface SandboxView {
   cpuCount: number;
   memoryMB: number;
   processes: number;
+}
+
+export interface PoolView {
+  template: string;
+  backend: string;
+  state: string;
+  available: number;
+  inUse: number;
+  warming: number | null;
+  progress: string | null;
+  refreshedAt: string | null;
+  error: string | null;
+}
+
+export interface PoolStatsView {
+  template: string;
+  available: number;
+  inUse: number;
 }
 
 export interface ExecResult {
@@ -95,16 +114,20 @@ export class Gateway {
   readonly stopped: Promise<StopReason>;
   private readonly opts: GatewayOptions;
   private processSeq = 0;
+  /** Every command per sandbox, running or recently finished (re-attach, listing). */
+  readonly processes: ProcessTable;
 
   constructor(opts: GatewayOptions) {
     this.opts = opts;
     this.log = opts.logger;
-    this.metrics = createMetrics(() => this.countByState());
+    this.metrics = createMetrics(
+      () => this.countByState(),
+      () => this.pools(),
+    );
     const machine = provideGateway({
       backends: opts.backends,
       roots: opts.roots,
       startup: opts.startup,
-      drainPools: opts.drainPools,
     });
     this.actor = createActor(machine, {
       input: { shardCount: opts.shardCount, drainDeadlineMs: opts.drainDeadlineMs },
@@ -120,6 +143,8 @@ export class Gateway {
     });
     this.actor.on('fault', (f) => this.log.error({ actor: f.actorId, err: f.error }, 'actor fault'));
     this.watchLifecycle();
+    this.processes = new ProcessTable({ isLive: (id) => this.actor.system.get(`sandbox:${id}`)?.getSnapshot().status === 'active' });
+    void this.stopped.then(() => this.processes.close());
   }
 
   start(): this {
@@ -152,6 +177,48 @@ export class Gateway {
     return request<ScanResult>(this.registry, { type: 'RELOAD', reqId: newReqId() }, 60_000);
   }
 
+  // ---- pools ----
+
+  private poolRef(template: string): AnyActorRef {
+    const ref = (this.actor.getSnapshot().context as GatewayContext).pools[template];
+    if (ref) return ref;
+    const t = this.templates().find((x) => x.name === template);
+    if (!t) throw notFound(`template "${template}"`);
+    throw unsupported('warm pool', t.backend);
+  }
+
+  pools(): PoolView[] {
+    return Object.values((this.actor.getSnapshot().context as GatewayContext).pools).map(poolView);
+  }
+
+  poolView(template: string): PoolView {
+    return poolView(this.poolRef(template));
+  }
+
+
+  /** Warm a pool to `count` ready slots; progress lines go to `onProgress` as they come. */
+  async warmPool(template: string, count: number, onProgress?: (line: string) => void): Promise<PoolStatsView> {
+    const ref = this.poolRef(template);
+    const sub = onProgress ? ref.on('progress', (e: { line: string }) => onProgress(e.line)) : undefined;
+    try {
+      return await request<PoolStatsView>(ref, { type: 'WARM', reqId: newReqId(), count }, 30 * 60_000);
+    } finally {
+      sub?.unsubscribe();
+    }
+  }
+
+  /** The operator's drain: destroy the pool's idle slots; the pool stays usable. */
+  async emptyPool(template: string): Promise<PoolStatsView> {
+    return request<PoolStatsView>(this.poolRef(template), { type: 'EMPTY', reqId: newReqId() }, 5 * 60_000);
+  }
+
+  /** Seed metrics: called by the bhyve backend after each pool-ctl checkout. */
+  recordCheckout(template: string, ns: bigint): void {
+    this.metrics.bhyveCheckoutNsSum.inc(Number(ns));
+    this.metrics.bhyveCheckoutsTotal.inc();
+    this.metrics.bhyveCheckoutSeconds.observe({ template }, Number(ns) / 1e9);
+  }
+
   // ---- sandboxes ----
 
   private ref(id: string): AnyActorRef {
@@ -160,12 +227,12 @@ export class Gateway {
     return ref;
   }
 
-  private snapshot(id: string): SandboxSnapshot {
+  private sandboxSnapshot(id: string): SandboxSnapshot {
     return this.ref(id).getSnapshot() as SandboxSnapshot;
   }
 
   view(id: string): SandboxView {
-    return toView(this.snapshot(id));
+    return toView(this.sandboxSnapshot(id));
   }
 
   list(): SandboxView[] {
@@ -274,22 +341,51 @@ export class Gateway {
     await request(this.ref(id), { type: 'SET_TIMEOUT', reqId: newReqId(), timeoutMs }, 10_000);
   }
 
+  /** Snapshots and forks: no backend implements them yet; the seed's 501 shape for bhyve. */
+  snapshotSandbox(id: string): never {
+    throw unsupported('snapshot', this.sandboxSnapshot(id).context.backend);
+  }
+
+  forkSandbox(id: string): never {
+    throw unsupported('fork', this.sandboxSnapshot(id).context.backend);
+  }
+
   /** Start a command; its bytes and exit arrive on the returned channel. */
-  async startProcess(id: string, req: ExecRequest, captureLimit: number): Promise<ProcessChannel> {
+  async startProcess(id: string, req: ExecRequest, opts: ChannelOptions & { kind?: ProcessKind } = {}): Promise<ProcessChannel> {
     const ref = this.ref(id);
     const ctx = (ref.getSnapshot() as SandboxSnapshot).context;
     const processId = String(++this.processSeq);
-    const channel = new ProcessChannel(processId, req.argv, captureLimit);
+    const channel = new ProcessChannel(processId, req.argv, opts);
     const request_: ExecRequest = { ...req, env: { ...ctx.envVars, ...req.env } };
     await request(ref, { type: 'EXEC', reqId: newReqId(), processId, request: request_, channel }, 10_000);
+    const proc = this.actor.system.get(`process:${id}:${processId}`) as AnyActorRef | undefined;
+    this.processes.add(id, channel, proc, { kind: opts.kind ?? 'stream', stdinOpen: req.keepStdinOpen ?? false });
     return channel;
+  }
+
+  /** A command of this sandbox, running or recently finished (404 otherwise). */
+  processEntry(id: string, processId: string): ProcessEntry {
+    this.ref(id);
+    const e = this.processes.get(id, processId);
+    if (!e) throw notFound(`process "${processId}" of sandbox "${id}"`);
+    return e;
+  }
+
+  processList(id: string) {
+    this.ref(id);
+    return this.processes.list(id).map((e) => this.processes.view(e));
   }
 
   /** The buffered exec: run to completion and return the captured output. */
   async exec(id: string, req: ExecRequest): Promise<ExecResult> {
     const started = Date.now();
-    const backend = this.snapshot(id).context.backend;
-    const channel = await this.startProcess(id, req, this.opts.execCaptureLimit ?? 16 * 1024 * 1024);
+    const backend = this.sandboxSnapshot(id).context.backend;
+    // Its full output is captured anyway: a small replay buffer is enough for a WebSocket observer.
+    const channel = await this.startProcess(id, req, {
+      kind: 'buffered',
+      captureLimit: this.opts.execCaptureLimit ?? 16 * 1024 * 1024,
+      replayLimit: 256 * 1024,
+    });
     const exit: ProcessExit = await channel.exited;
     this.metrics.execSeconds.observe({ backend }, (Date.now() - started) / 1000);
     if (exit.error && exit.exitCode === null && exit.signal === null) {
@@ -337,6 +433,23 @@ export class Gateway {
       },
     });
   }
+}
+
+function poolView(ref: AnyActorRef): PoolView {
+  const s = ref.getSnapshot();
+  const c = s.context as PoolContext;
+  const value = s.value as { active?: { supply?: string } } | string;
+  return {
+    template: c.template,
+    backend: c.backend,
+    state: typeof value === 'string' ? value : (value.active?.supply ?? 'unknown'),
+    available: c.available,
+    inUse: c.inUse,
+    warming: c.target,
+    progress: c.progress,
+    refreshedAt: c.refreshedAt ? new Date(c.refreshedAt).toISOString() : null,
+    error: c.error?.message ?? null,
+  };
 }
 
 function toView(s: SandboxSnapshot): SandboxView {

@@ -5,6 +5,7 @@ import type { Gateway } from '../actors/gateway.ts';
 import { badRequest, CoppiceError } from '../errors.ts';
 import { createKeyCheck, presentedKey } from './auth.ts';
 import { Router, type Ctx, type Reply } from './router.ts';
+import { poolRoutes } from './routes/pool.ts';
 import { sandboxRoutes } from './routes/sandboxes.ts';
 import { systemRoutes } from './routes/system.ts';
 import { templateRoutes } from './routes/templates.ts';
@@ -27,6 +28,7 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
   systemRoutes(router, gw);
   templateRoutes(router, gw);
   sandboxRoutes(router, gw);
+  poolRoutes(router, gw);
   const keyOk = createKeyCheck(opts.apiKeys);
   const authorized = (req: IncomingMessage) => keyOk(presentedKey(req));
   const bodyLimit = opts.bodyLimit ?? 32 * 1024 * 1024;

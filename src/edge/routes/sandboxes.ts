@@ -53,6 +53,8 @@ export function sandboxRoutes(router: Router, gw: Gateway): void {
       const resumed = await gw.connect(id, (b.timeout ?? 300) * 1000);
       return { status: resumed ? 201 : 200, body: gw.view(id) };
     })
+    .on('POST', '/sandboxes/:id/snapshot', (ctx) => gw.snapshotSandbox(ctx.params.id!))
+    .on('POST', '/sandboxes/:id/fork', (ctx) => gw.forkSandbox(ctx.params.id!))
     .on('POST', '/sandboxes/:id/timeout', async (ctx) => {
       const id = ctx.params.id!;
       gw.view(id);
