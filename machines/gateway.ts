@@ -28,6 +28,17 @@ export const gatewayRegistry = registryMachine.provide({
   actions: { announce: sendParent(({ context }) => ({ type: 'TEMPLATES', templates: context.templates })) },
 });
 
+/** Shards as the gateway runs them: a crashed sandbox is reported up to the root. */
+export const gatewayShard = shardMachine.provide({
+  actions: {
+    reportFault: enqueueActions(({ enqueue, event }) => {
+      const fault = { actorId: 'actorId' in event ? event.actorId : '', error: 'error' in event ? event.error : undefined };
+      enqueue.emit({ type: 'fault', ...fault });
+      enqueue.sendParent({ type: 'SANDBOX_FAULT', ...fault });
+    }),
+  },
+});
+
 export interface GatewayContext {
   shards: ActorRefFrom<typeof shardMachine>[];
   registry: ActorRefFrom<typeof registryMachine>;
@@ -44,6 +55,7 @@ export type GatewayEvent =
   | { type: 'SIGINT' }
   | { type: 'SHARD_DRAINED'; index: number }
   | { type: 'TEMPLATES'; templates: TemplateEntry[] }
+  | { type: 'SANDBOX_FAULT'; actorId: string; error: unknown }
   | { type: `xstate.done.actor.${string}`; actorId: string; output?: unknown }
   | { type: `xstate.error.actor.${string}`; actorId: string; error: unknown };
 
@@ -70,7 +82,7 @@ export const gatewayMachine = setup({
   },
   actors: {
     registry: gatewayRegistry,
-    shard: shardMachine,
+    shard: gatewayShard,
     pool: poolMachine,
     // Placeholders; src/actors provides them.
     startup: fromPromise<void>(async () => {}),
@@ -152,6 +164,7 @@ export const gatewayMachine = setup({
     TEMPLATES: { actions: 'ensurePools' },
     // One broken child never takes the gateway down: report and carry on.
     'xstate.error.actor.*': { actions: 'reportFault' },
+    SANDBOX_FAULT: { actions: 'reportFault' },
   },
   states: {
     starting: {

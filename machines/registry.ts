@@ -1,5 +1,6 @@
-// The template registry as an actor: it scans at birth and on RELOAD, and answers every RELOAD
-// that arrived while a scan ran with that scan's result. Running sandboxes never hear of it.
+// The template registry as an actor: it scans at birth and on RELOAD. A RELOAD that arrives while
+// a scan runs is answered by a fresh scan after it (the running one may have read the disk before
+// the change the caller is asking about). Running sandboxes never hear of it.
 import { assign, enqueueActions, fromPromise, setup } from 'xstate';
 import type { BackendKind, Failure, Reply } from './types.ts';
 
@@ -16,6 +17,8 @@ export interface ScanResult {
 
 export interface RegistryContext extends ScanResult {
   waiters: string[];
+  /** Waiters that arrived mid-scan: they need the next scan. */
+  later: string[];
   scannedAt: number | null;
   error: Failure | null;
 }
@@ -45,15 +48,15 @@ export const registryMachine = setup({
   },
 }).createMachine({
   id: 'registry',
-  context: { templates: [], warnings: [], waiters: [], scannedAt: null, error: null },
+  context: { templates: [], warnings: [], waiters: [], later: [], scannedAt: null, error: null },
   initial: 'scanning',
   states: {
     scanning: {
-      on: { RELOAD: { actions: 'addWaiter' } },
+      on: { RELOAD: { actions: assign({ later: ({ context, event }) => [...context.later, event.reqId] }) } },
       invoke: {
         src: 'scan',
         onDone: {
-          target: 'idle',
+          target: 'settled',
           actions: [
             assign({
               templates: ({ event }) => event.output.templates,
@@ -67,7 +70,7 @@ export const registryMachine = setup({
         },
         onError: {
           // A failed rescan keeps the last good list: running sandboxes and creates go on.
-          target: 'idle',
+          target: 'settled',
           actions: [
             assign({ error: ({ event }) => ({ code: 'internal', message: `template scan failed: ${String((event.error as Error)?.message ?? event.error)}` }) }),
             'answerWaiters',
@@ -75,6 +78,17 @@ export const registryMachine = setup({
           ],
         },
       },
+    },
+    // Scan again for RELOADs that arrived mid-scan, else rest.
+    settled: {
+      always: [
+        {
+          guard: ({ context }) => context.later.length > 0,
+          target: 'scanning',
+          actions: assign({ waiters: ({ context }) => context.later, later: [] }),
+        },
+        { target: 'idle' },
+      ],
     },
     idle: {
       on: { RELOAD: { target: 'scanning', actions: 'addWaiter' } },

@@ -307,10 +307,11 @@ export const sandboxMachine = setup({
                   { guard: 'doomed', target: '#sandbox.draining', actions: ['replyOk', 'clearPending'] },
                   { target: 'paused', actions: ['replyOk', 'clearPending'] },
                 ],
-                onError: {
-                  target: 'exec',
-                  actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'],
-                },
+                onError: [
+                  // A DESTROY/DRAIN/EXPIRE that arrived meanwhile still wins.
+                  { guard: 'doomed', target: '#sandbox.draining', actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'] },
+                  { target: 'exec', actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'] },
+                ],
               },
             },
             paused: {
@@ -330,10 +331,10 @@ export const sandboxMachine = setup({
                   // exec falls through to ready when nothing runs.
                   { target: 'exec', actions: [emit(({ context }) => ({ type: 'reply', reqId: context.pending ?? '', ok: true, value: { resumed: true } }) as const), 'clearPending'] },
                 ],
-                onError: {
-                  target: 'paused',
-                  actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'],
-                },
+                onError: [
+                  { guard: 'doomed', target: '#sandbox.draining', actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'] },
+                  { target: 'paused', actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'] },
+                ],
               },
             },
           },

@@ -44,6 +44,7 @@ export const shardMachine = setup({
       enqueue.stopChild(id);
       enqueue.assign({ live: Math.max(0, context.live - 1) });
     }),
+    // Emitted here; the gateway provides a version that also tells it (see gatewayShard).
     reportFault: emit(({ event }) => ({
       type: 'fault',
       actorId: 'actorId' in event ? event.actorId : '',

@@ -16,6 +16,9 @@ const listen = z
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/, 'must be HOST:PORT')
   .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be <= 65535');
 
+/** A whole number written in decimal ("" and "1e3" are errors, unlike z.coerce). */
+const count = z.string().regex(/^\d+$/, 'must be a whole number').transform(Number);
+
 const absPath = z.string().min(1).startsWith('/', 'must be an absolute path');
 
 export const configSchema = z
@@ -23,13 +26,13 @@ export const configSchema = z
     listen: listen.default('127.0.0.1:3000'),
     templatesRoot: absPath.default('/var/lib/coppice/templates'),
     bhyveTemplatesRoot: absPath.optional(),
-    bhyvePoolSize: z.coerce.number().int().min(0).max(1000).default(0),
+    bhyvePoolSize: count.pipe(z.number().int().min(0).max(1000)).default('0'),
     stateDir: absPath.default('/var/lib/coppice'),
     apiKeyFile: absPath.optional(),
     jailSubnet: cidr.default('10.78.0.0/24'),
     poolCtl: absPath.default('/usr/local/sbin/coppice-bhyve-pool-ctl.sh'),
     sshKey: absPath.default('/root/coppice-signing/pool-key'),
-    drainTimeout: z.coerce.number().int().min(1).max(3600).default(30),
+    drainTimeout: count.pipe(z.number().int().min(1).max(3600)).default('30'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();

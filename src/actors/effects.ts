@@ -2,11 +2,10 @@
 import { fromPromise, type AnyActorRef } from 'xstate';
 import { gatewayMachine } from '../../machines/gateway.ts';
 import { processMachine } from '../../machines/process.ts';
-import { gatewayRegistry } from '../../machines/gateway.ts';
+import { gatewayRegistry, gatewayShard } from '../../machines/gateway.ts';
 import { poolMachine, type PoolStats } from '../../machines/pool.ts';
 import type { RegistryContext } from '../../machines/registry.ts';
 import { sandboxMachine } from '../../machines/sandbox.ts';
-import { shardMachine } from '../../machines/shard.ts';
 import type { BackendKind, Limits, Provisioned } from '../../machines/types.ts';
 import type { Backend, SandboxHandle } from '../backends/types.ts';
 import type { BhyveBackend } from '../backends/bhyve/backend.ts';
@@ -52,6 +51,8 @@ export function provideGateway(deps: EffectDeps) {
             { id: input.id, template, limits: input.limits },
             signal,
           );
+          // A checkout changed the pool's counts: refresh its gauges now, not in 10 s.
+          system.get(`pool:${template.name}`)?.send({ type: 'REFRESH' });
           return { ip: handle.ip, handle };
         },
       ),
@@ -65,9 +66,11 @@ export function provideGateway(deps: EffectDeps) {
         const h = input.handle as SandboxHandle;
         return backendOf(h).resume(h);
       }),
-      teardown: fromPromise<void, { handle: unknown; id: string }>(async ({ input }) => {
+      teardown: fromPromise<void, { handle: unknown; id: string }>(async ({ input, system }) => {
         const h = input.handle as SandboxHandle | undefined;
-        if (h) await backendOf(h).destroy(h);
+        if (!h) return;
+        await backendOf(h).destroy(h);
+        system.get(`pool:${h.template}`)?.send({ type: 'REFRESH' });
       }),
     },
   });
@@ -79,7 +82,7 @@ export function provideGateway(deps: EffectDeps) {
   return gatewayMachine.provide({
     actors: {
       registry,
-      shard: shardMachine.provide({ actors: { sandbox } }),
+      shard: gatewayShard.provide({ actors: { sandbox } }),
       startup: fromPromise(async ({ system }) => {
         // Serving starts only once the first scan has finished.
         const reg = system.get('registry') as AnyActorRef;

@@ -1,56 +1,19 @@
 // SIGINT drains for real: the gateway runs as a child process with live sandboxes; the first
 // SIGINT refuses new work, destroys every sandbox and exits 0; nothing is left on the host.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createLinuxJailBackend, findLeftovers } from '../../src/backends/jail/linux/index.ts';
-import { TEMPLATES_ROOT } from '../helpers/gateway.ts';
+import { startChildGateway, waitHealthy, type ChildGateway } from '../helpers/child-gateway.ts';
 
-const BIN = join(import.meta.dirname, '../../bin/coppice.mjs');
-
-interface Child {
-  proc: ChildProcess;
-  url: string;
-  key: string;
-  stateDir: string;
-  exit: Promise<number | null>;
-}
-
-async function startChild(): Promise<Child> {
-  const stateDir = mkdtempSync(join(tmpdir(), 'coppice-sigint-'));
-  const key = `k-${Math.random().toString(36).slice(2)}`;
-  const proc = spawn(
-    process.execPath,
-    [BIN, 'serve', '--listen', '127.0.0.1:0', '--state-dir', stateDir, '--templates-root', TEMPLATES_ROOT, '--log-level', 'warn', '--drain-timeout', '20'],
-    { env: { ...process.env, COPPICE_API_KEY: key }, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  let err = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    proc.stderr!.on('data', (c: Buffer) => {
-      err += c.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(err);
-      if (m) resolve(m[1]!);
-    });
-    proc.on('exit', () => reject(new Error(`gateway exited early: ${err}`)));
-  });
-  // Wait until it serves.
-  for (let i = 0; i < 200; i++) {
-    if ((await fetch(`${url}/health`)).status === 200) break;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return { proc, url, key, stateDir, exit };
-}
-
-const api = (c: Child, method: string, path: string, body?: unknown) =>
-  fetch(c.url + path, {
-    method,
-    headers: { authorization: `Bearer ${c.key}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+type Child = ChildGateway;
+const startChild = async () => {
+  const c = await startChildGateway(['--drain-timeout', '20']);
+  await waitHealthy(c.url);
+  return c;
+};
+const api = (c: Child, method: string, path: string, body?: unknown) => c.api(method, path, body);
 
 describe('SIGINT', () => {
   const dirs: string[] = [];
