@@ -3,7 +3,9 @@
 //   warm (provisioning -> standby?) -> checkout -> live { ready <-> exec, pausing -> paused -> resuming }
 //        -> draining -> gone            (any failure on the way in: failed)
 //
-// `live` runs a second region, `clock`, that fires EXPIRE at endAt; the sandbox then drains itself.
+// `live` runs a second region, `clock`, that asks for an EXPIRE at endAt (scheduleExpiry, provided
+// from src/: one shared timer for all sandboxes, because a timer per actor makes every actor stop
+// scan them all in xstate's scheduler); an EXPIRE that is due drains the sandbox.
 // Effects are named here and provided from src/: provision (backend create), claim (hand it to
 // the caller), pause, resume, teardown (backend destroy) and the per-command `process` machine.
 import { assign, emit, enqueueActions, fromPromise, raise, setup } from 'xstate';
@@ -69,8 +71,6 @@ const asFailure = (error: unknown): Failure => {
   const e = error as Partial<Failure> | undefined;
   return { code: typeof e?.code === 'string' ? e.code : 'backend_failed', message: e?.message ?? String(error) };
 };
-/** setTimeout's ceiling; longer TTLs re-arm when it fires (see clock). */
-const MAX_TIMER_MS = 2_147_483_647;
 
 export const sandboxMachine = setup({
   types: {
@@ -89,9 +89,6 @@ export const sandboxMachine = setup({
     resume: fromPromise<void, { handle: unknown }>(async () => {}),
     teardown: fromPromise<void, { handle: unknown; id: string }>(async () => {}),
     process: processMachine,
-  },
-  delays: {
-    ttl: ({ context }) => Math.min(MAX_TIMER_MS, Math.max(0, context.endAt - Date.now())),
   },
   guards: {
     pooled: ({ context }) => context.pooled,
@@ -135,6 +132,9 @@ export const sandboxMachine = setup({
       endAt: ({ context, event }) => ('timeoutMs' in event ? Date.now() + event.timeoutMs : context.endAt),
     }),
     resetClock: raise({ type: 'RESET_CLOCK' }),
+    // Placeholders: src/ provides the shared expiry timer (src/actors/reaper.ts).
+    scheduleExpiry: () => {},
+    cancelExpiry: () => {},
     startProcess: enqueueActions(({ enqueue, event, context }) => {
       if (event.type !== 'EXEC') return;
       const id = `proc:${event.processId}`;
@@ -267,10 +267,12 @@ export const sandboxMachine = setup({
     },
     live: {
       type: 'parallel',
+      exit: 'cancelExpiry',
       on: {
         DESTROY: { target: 'draining' },
         DRAIN: { target: 'draining' },
-        EXPIRE: { target: 'draining' },
+        // Stale EXPIREs (endAt moved after it was scheduled) are ignored.
+        EXPIRE: { guard: 'expired', target: 'draining' },
         SET_TIMEOUT: {
           actions: ['setTimeout', 'resetClock', emit(({ event }) => ({ type: 'reply', reqId: event.reqId, ok: true }) as const)],
         },
@@ -299,7 +301,7 @@ export const sandboxMachine = setup({
               },
             },
             pausing: {
-              on: { PAUSE: { actions: 'rejectBusy' }, RESUME: { actions: 'rejectBusy' }, CONNECT: { actions: 'rejectBusy' }, DESTROY: { actions: 'doom' }, DRAIN: { actions: 'doom' }, EXPIRE: { actions: 'doom' } },
+              on: { PAUSE: { actions: 'rejectBusy' }, RESUME: { actions: 'rejectBusy' }, CONNECT: { actions: 'rejectBusy' }, DESTROY: { actions: 'doom' }, DRAIN: { actions: 'doom' }, EXPIRE: { guard: 'expired', actions: 'doom' } },
               invoke: {
                 src: 'pause',
                 input: ({ context }) => ({ handle: context.handle }),
@@ -322,7 +324,7 @@ export const sandboxMachine = setup({
               },
             },
             resuming: {
-              on: { PAUSE: { actions: 'rejectBusy' }, RESUME: { actions: 'rejectBusy' }, CONNECT: { actions: 'rejectBusy' }, DESTROY: { actions: 'doom' }, DRAIN: { actions: 'doom' }, EXPIRE: { actions: 'doom' } },
+              on: { PAUSE: { actions: 'rejectBusy' }, RESUME: { actions: 'rejectBusy' }, CONNECT: { actions: 'rejectBusy' }, DESTROY: { actions: 'doom' }, DRAIN: { actions: 'doom' }, EXPIRE: { guard: 'expired', actions: 'doom' } },
               invoke: {
                 src: 'resume',
                 input: ({ context }) => ({ handle: context.handle }),
@@ -343,14 +345,8 @@ export const sandboxMachine = setup({
           initial: 'ticking',
           states: {
             ticking: {
+              entry: 'scheduleExpiry',
               on: { RESET_CLOCK: { target: 'ticking', reenter: true } },
-              after: {
-                ttl: [
-                  { guard: 'expired', actions: raise({ type: 'EXPIRE' }) },
-                  // A TTL beyond one timer's reach: arm again.
-                  { target: 'ticking', reenter: true },
-                ],
-              },
             },
           },
         },

@@ -11,6 +11,7 @@ import type { Backend, SandboxHandle } from '../backends/types.ts';
 import type { BhyveBackend } from '../backends/bhyve/backend.ts';
 import { CoppiceError, notFound } from '../errors.ts';
 import { scanTemplates, type ScanRoots } from '../registry/scan.ts';
+import type { Reaper } from './reaper.ts';
 import { createRunner } from './runner.ts';
 
 export interface Backends {
@@ -20,6 +21,8 @@ export interface Backends {
 
 export interface EffectDeps {
   backends: Backends;
+  /** The shared endAt timer (one per gateway). */
+  reaper: Reaper;
   roots: ScanRoots;
   /** Runs after the first template scan, before the gateway serves (e.g. the bhyve startup warm). */
   startup?: (system: { get(id: string): AnyActorRef | undefined }) => Promise<void>;
@@ -39,6 +42,10 @@ export function provideGateway(deps: EffectDeps) {
   const process = processMachine.provide({ actors: { run: createRunner(backendOf) } });
 
   const sandbox = sandboxMachine.provide({
+    actions: {
+      scheduleExpiry: ({ context, self }) => deps.reaper.schedule(self, context.endAt),
+      cancelExpiry: ({ self }) => deps.reaper.cancel(self),
+    },
     actors: {
       process,
       provision: fromPromise<Provisioned, { id: string; template: string; backend: BackendKind; limits: Limits }>(

@@ -15,6 +15,7 @@ import type { ScanRoots } from '../registry/scan.ts';
 import { provideGateway, type Backends, type EffectDeps } from './effects.ts';
 import { ProcessChannel, type ChannelOptions } from './process-channel.ts';
 import { ProcessTable, type ProcessEntry, type ProcessKind } from './process-table.ts';
+import { Reaper } from './reaper.ts';
 import { awaitReply, newReqId, request, whenDone } from './request.ts';
 
 export type Lifecycle = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -114,6 +115,7 @@ export class Gateway {
   readonly stopped: Promise<StopReason>;
   private readonly opts: GatewayOptions;
   private processSeq = 0;
+  private readonly reaper = new Reaper();
   /** Every command per sandbox, running or recently finished (re-attach, listing). */
   readonly processes: ProcessTable;
 
@@ -125,6 +127,7 @@ export class Gateway {
       () => this.pools(),
     );
     const machine = provideGateway({
+      reaper: this.reaper,
       backends: opts.backends,
       roots: opts.roots,
       startup: opts.startup,
@@ -134,7 +137,10 @@ export class Gateway {
     });
     this.stopped = new Promise((resolve) => {
       this.actor.subscribe({
-        complete: () => resolve(this.actor.getSnapshot().context.stopReason ?? 'drained'),
+        complete: () => {
+          this.reaper.close();
+          resolve(this.actor.getSnapshot().context.stopReason ?? 'drained');
+        },
         error: (err) => {
           this.log.error({ err }, 'gateway actor crashed');
           resolve('forced');

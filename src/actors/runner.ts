@@ -40,6 +40,30 @@ export function createRunner(backendOf: (handle: SandboxHandle) => Backend) {
 
       proc.stdout.on('data', (c: Buffer) => channel.write('stdout', c));
       proc.stderr.on('data', (c: Buffer) => channel.write('stderr', c));
+      // Backpressure: a reader that falls behind pauses the pipes, so the command blocks on write.
+      channel.setSource({
+        pause: () => {
+          proc.stdout.pause();
+          proc.stderr.pause();
+        },
+        resume: () => {
+          proc.stdout.resume();
+          proc.stderr.resume();
+        },
+      });
+      channel.setStdin({
+        backlog: () => proc.stdin.writableLength,
+        onceDrained: (cb) => {
+          if (proc.stdin.writableLength === 0 || proc.stdin.writableEnded) return cb();
+          const done = () => {
+            proc.stdin.off('drain', done);
+            proc.stdin.off('close', done);
+            cb();
+          };
+          proc.stdin.on('drain', done);
+          proc.stdin.on('close', done);
+        },
+      });
       // A command that never reads stdin closes it early; that is not an error of ours.
       proc.stdin.on('error', () => {});
       if (request.stdin && request.stdin.length > 0) proc.stdin.write(request.stdin);
@@ -54,14 +78,18 @@ export function createRunner(backendOf: (handle: SandboxHandle) => Backend) {
         if (done) return;
         switch (cmd.type) {
           case 'STDIN':
-            proc.stdin.write(cmd.data);
+            if (!proc.stdin.writableEnded) proc.stdin.write(cmd.data);
             break;
           case 'CLOSE_STDIN':
-            proc.stdin.end();
+            if (!proc.stdin.writableEnded) proc.stdin.end();
             break;
           case 'SIGNAL':
-            if (cmd.reason) reason = cmd.reason;
-            proc.kill(cmd.signal as NodeJS.Signals);
+            try {
+              proc.kill(cmd.signal as NodeJS.Signals);
+              if (cmd.reason) reason = cmd.reason;
+            } catch {
+              /* unknown signal name: the edge validates; never crash the actor over it */
+            }
             break;
         }
       });

@@ -7,6 +7,8 @@ commands:
   serve   run the gateway (flags: --listen HOST:PORT --templates-root DIR --bhyve-templates-root DIR
           --bhyve-pool-size N --state-dir DIR --api-key-file FILE --jail-subnet CIDR --pool-ctl PATH
           --ssh-key PATH --drain-timeout SECONDS --log-level LEVEL)
+  exec    run a command in a sandbox, streaming: coppice exec <sandboxID> [--json] -- cmd [args...]
+          (gateway from --url/--key or COPPICE_URL/COPPICE_API_KEY; coppice exec --help for more)
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -14,6 +16,8 @@ export async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'serve':
       return serve(rest);
+    case 'exec':
+      return (await import('./exec.ts')).execCommand(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -9,6 +9,7 @@ import { poolRoutes } from './routes/pool.ts';
 import { sandboxRoutes } from './routes/sandboxes.ts';
 import { systemRoutes } from './routes/system.ts';
 import { templateRoutes } from './routes/templates.ts';
+import { createExecWebSocket, rejectUpgrade } from './ws/exec.ts';
 
 export interface EdgeOptions {
   apiKeys: string[];
@@ -31,6 +32,7 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
   poolRoutes(router, gw);
   const keyOk = createKeyCheck(opts.apiKeys);
   const authorized = (req: IncomingMessage) => keyOk(presentedKey(req));
+  const execWs = createExecWebSocket(gw, router, authorized);
   const bodyLimit = opts.bodyLimit ?? 32 * 1024 * 1024;
 
   const server = createServer((req, res) => {
@@ -76,6 +78,10 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
     }
   });
   server.keepAliveTimeout = 65_000;
+  // WebSocket endpoints (streaming exec); any other upgrade is a 404.
+  server.on('upgrade', (req, socket, head) => {
+    if (!execWs.handleUpgrade(req, socket, head)) rejectUpgrade(socket, new CoppiceError('not_found', `no WebSocket endpoint at ${pathOf(req)}`));
+  });
   return { server, router, authorized };
 }
 

@@ -13,6 +13,7 @@ import { sandboxMachine, type SandboxInput } from '../../machines/sandbox.ts';
 import { shardMachine, type ShardEmitted } from '../../machines/shard.ts';
 import type { BackendKind, Limits, Provisioned, Reply } from '../../machines/types.ts';
 import { provideGateway } from '../../src/actors/effects.ts';
+import { Reaper } from '../../src/actors/reaper.ts';
 import { FakeBackend } from '../helpers/fake-backend.ts';
 
 interface Deferred<T> {
@@ -455,7 +456,7 @@ describe('the real effects (provideGateway) with an in-memory backend', () => {
     t.after(() => rm(root, { recursive: true, force: true }));
     await mkdir(join(root, 'base-template'));
     const backend = new FakeBackend();
-    const machine = provideGateway({ backends: { jail: backend }, roots: { templatesRoot: root } });
+    const machine = provideGateway({ backends: { jail: backend }, roots: { templatesRoot: root }, reaper: new Reaper() });
     const actor = createActor(machine, { input: { shardCount: 4, drainDeadlineMs: 5_000 } });
     actor.subscribe({ error: () => {} });
     actor.start();
@@ -477,7 +478,7 @@ describe('the real effects (provideGateway) with an in-memory backend', () => {
     const root = await mkdtemp(join(tmpdir(), 'coppice-gw-'));
     t.after(() => rm(root, { recursive: true, force: true }));
     const backend = new FakeBackend();
-    const actor = createActor(provideGateway({ backends: { jail: backend }, roots: { templatesRoot: root } }), { input: { shardCount: 2 } });
+    const actor = createActor(provideGateway({ backends: { jail: backend }, roots: { templatesRoot: root }, reaper: new Reaper() }), { input: { shardCount: 2 } });
     actor.subscribe({ error: () => {} });
     actor.start();
     t.after(() => actor.stop());

@@ -14,6 +14,7 @@ import { getShortestPaths, getSimplePaths, type StatePath } from 'xstate/graph';
 import { processMachine, type ProcessInput, type RunnerCommand } from '../../machines/process.ts';
 import { describe as describeState, sandboxMachine, type SandboxEvent, type SandboxInput } from '../../machines/sandbox.ts';
 import type { BackendKind, ExecRequest, Limits, ProcessExit, Provisioned, Reply } from '../../machines/types.ts';
+import { Reaper } from '../../src/actors/reaper.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Controllable fake effects
@@ -108,7 +109,13 @@ function fakes() {
     };
   });
 
+  // The real shared expiry timer (it uses setTimeout/Date, so mocked timers drive it).
+  const reaper = new Reaper();
   const machine = sandboxMachine.provide({
+    actions: {
+      scheduleExpiry: ({ context, self }) => reaper.schedule(self, context.endAt),
+      cancelExpiry: ({ self }) => reaper.cancel(self),
+    },
     actors: {
       provision: effect<Provisioned, { id: string; template: string; backend: BackendKind; limits: Limits }>('provision'),
       claim: effect<void, { handle: unknown }>('claim'),
@@ -753,9 +760,13 @@ describe('connect and timeouts', () => {
     assert.deepEqual(s.replyTo('st'), [{ type: 'reply', reqId: 'st', ok: true }]);
   });
 
-  test('EXPIRE drains the sandbox and it ends gone', async (t) => {
+  test('an EXPIRE that is due drains the sandbox and it ends gone; a stale one is ignored', async (t) => {
     const s = await ready(t);
     await s.send({ type: 'EXPIRE' });
+    assert.deepEqual(s.value(), { live: { activity: 'ready', clock: 'ticking' } }, 'endAt is still ahead: the EXPIRE is stale');
+    await s.send({ type: 'SET_TIMEOUT', reqId: 'now', timeoutMs: 0 });
+    await new Promise((r) => setTimeout(r, 10));
+    await flush();
     assert.equal(s.value(), 'draining');
     await s.f.resolve('teardown');
     assert.equal(s.value(), 'gone');

@@ -38,6 +38,8 @@ export function sandboxRoutes(router: Router, gw: Gateway): void {
       });
       return { status: 200, body: result };
     })
+    // Running and recently finished commands (streaming and buffered); re-attach with GET /sandboxes/:id/exec/ws.
+    .on('GET', '/sandboxes/:id/processes', (ctx) => ({ status: 200, body: gw.processList(ctx.params.id!) }))
     .on('POST', '/sandboxes/:id/pause', async (ctx) => {
       await gw.pause(ctx.params.id!);
       return { status: 204 };
