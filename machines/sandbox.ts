@@ -24,6 +24,8 @@ export interface SandboxInput {
   pooled?: boolean;
   /** The request that asked for this sandbox; answered once it is ready or failed. */
   reqId?: string;
+  /** Start from a snapshot's files (consume: the snapshot is used up, as for a fork). */
+  fromSnapshot?: { snapshotID: string; consume?: boolean };
   /** Re-adoption after a restart: skip provisioning, the substrate already exists. */
   adopt?: Provisioned & { paused: boolean; endAt: number };
   now?: number;
@@ -38,6 +40,7 @@ export interface SandboxContext {
   limits: Limits;
   metadata: Record<string, string>;
   envVars: Record<string, string>;
+  fromSnapshot: { snapshotID: string; consume?: boolean } | null;
   ip: string | null;
   handle: unknown;
   createdAt: number;
@@ -54,7 +57,16 @@ export interface SandboxContext {
   startPaused: boolean;
 }
 
+export interface ProvisionInput {
+  id: string;
+  template: string;
+  backend: BackendKind;
+  limits: Limits;
+  fromSnapshot: { snapshotID: string; consume?: boolean } | null;
+}
+
 export type SandboxEvent =
+  | { type: 'SNAPSHOT'; reqId: string; snapshotID: string }
   | { type: 'CHECKOUT'; reqId: string; timeoutMs: number }
   | { type: 'EXEC'; reqId: string; processId: string; request: ExecRequest; channel: unknown }
   | { type: 'PAUSE'; reqId: string }
@@ -67,6 +79,16 @@ export type SandboxEvent =
   | { type: 'RESET_CLOCK' };
 
 const fail = (code: string, message: string): Failure => ({ code, message });
+/** While an async step runs, other requests that need the sandbox steady get 409; the end ones are remembered. */
+const BUSY = {
+  PAUSE: { actions: 'rejectBusy' },
+  RESUME: { actions: 'rejectBusy' },
+  CONNECT: { actions: 'rejectBusy' },
+  SNAPSHOT: { actions: 'rejectBusy' },
+  DESTROY: { actions: 'doom' },
+  DRAIN: { actions: 'doom' },
+  EXPIRE: { guard: 'expired', actions: 'doom' },
+} as const;
 const asFailure = (error: unknown): Failure => {
   const e = error as Partial<Failure> | undefined;
   return { code: typeof e?.code === 'string' ? e.code : 'backend_failed', message: e?.message ?? String(error) };
@@ -81,13 +103,16 @@ export const sandboxMachine = setup({
   },
   actors: {
     // Placeholders; src/actors provides the real effects.
-    provision: fromPromise<Provisioned, { id: string; template: string; backend: BackendKind; limits: Limits }>(async () => {
+    provision: fromPromise<Provisioned, ProvisionInput>(async () => {
       throw new Error('provision not provided');
     }),
     claim: fromPromise<void, { handle: unknown }>(async () => {}),
     pause: fromPromise<void, { handle: unknown }>(async () => {}),
     resume: fromPromise<void, { handle: unknown }>(async () => {}),
     teardown: fromPromise<void, { handle: unknown; id: string }>(async () => {}),
+    snapshot: fromPromise<unknown, { handle: unknown; snapshotID: string }>(async () => {
+      throw new Error('snapshot not provided');
+    }),
     process: processMachine,
   },
   guards: {
@@ -120,6 +145,13 @@ export const sandboxMachine = setup({
       ok: false,
       error: fail('conflict', `another ${event.type.toLowerCase()} is in progress`),
     }) as const),
+    replyValue: emit(({ context, event }) => ({
+      type: 'reply',
+      reqId: context.pending ?? '',
+      ok: true,
+      value: (event as { output?: unknown }).output,
+    }) as const),
+    recordError: assign({ error: ({ event }) => asFailure((event as { error?: unknown }).error) }),
     takePending: assign({ pending: ({ event }) => ('reqId' in event ? event.reqId : null) }),
     clearPending: assign({ pending: null }),
     doom: assign({ doomed: true }),
@@ -170,6 +202,7 @@ export const sandboxMachine = setup({
       limits: input.limits,
       metadata: input.metadata ?? {},
       envVars: input.envVars ?? {},
+      fromSnapshot: input.fromSnapshot ?? null,
       ip: input.adopt?.ip ?? null,
       handle: input.adopt?.handle,
       createdAt: now,
@@ -191,6 +224,7 @@ export const sandboxMachine = setup({
     CONNECT: { actions: 'rejectWrongState' },
     SET_TIMEOUT: { actions: 'rejectWrongState' },
     CHECKOUT: { actions: 'rejectWrongState' },
+    SNAPSHOT: { actions: 'rejectWrongState' },
     // Only commands end up here: the effects' own done/error events are handled by their states.
     'xstate.done.actor.*': { actions: 'forgetProcess' },
     'xstate.error.actor.*': { actions: 'forgetProcess' },
@@ -211,7 +245,13 @@ export const sandboxMachine = setup({
         provisioning: {
           invoke: {
             src: 'provision',
-            input: ({ context }) => ({ id: context.id, template: context.template, backend: context.backend, limits: context.limits }),
+            input: ({ context }) => ({
+              id: context.id,
+              template: context.template,
+              backend: context.backend,
+              limits: context.limits,
+              fromSnapshot: context.fromSnapshot,
+            }),
             onDone: [
               {
                 guard: 'doomed',
@@ -283,6 +323,7 @@ export const sandboxMachine = setup({
           states: {
             ready: {
               on: {
+                SNAPSHOT: { target: 'snapshotting', actions: 'takePending' },
                 EXEC: { target: 'exec', actions: 'startProcess' },
                 PAUSE: { target: 'pausing', actions: 'takePending' },
                 CONNECT: {
@@ -293,6 +334,7 @@ export const sandboxMachine = setup({
             exec: {
               always: { guard: 'idle', target: 'ready' },
               on: {
+                SNAPSHOT: { target: 'snapshotting', actions: 'takePending' },
                 EXEC: { actions: 'startProcess' },
                 PAUSE: { target: 'pausing', actions: 'takePending' },
                 CONNECT: {
@@ -316,9 +358,41 @@ export const sandboxMachine = setup({
                 ],
               },
             },
+            // The backend freezes the sandbox during the copy; running commands just wait.
+            snapshotting: {
+              on: { ...BUSY, EXEC: { actions: 'rejectBusy' } },
+              invoke: {
+                src: 'snapshot',
+                input: ({ context, event }) => ({ handle: context.handle, snapshotID: event.type === 'SNAPSHOT' ? event.snapshotID : '' }),
+                onDone: [
+                  { guard: 'doomed', target: '#sandbox.draining', actions: ['replyValue', 'clearPending'] },
+                  { target: 'exec', actions: ['replyValue', 'clearPending'] },
+                ],
+                onError: [
+                  { guard: 'doomed', target: '#sandbox.draining', actions: ['recordError', 'replyError', 'clearPending'] },
+                  { target: 'exec', actions: ['recordError', 'replyError', 'clearPending'] },
+                ],
+              },
+            },
+            snapshottingPaused: {
+              on: BUSY,
+              invoke: {
+                src: 'snapshot',
+                input: ({ context, event }) => ({ handle: context.handle, snapshotID: event.type === 'SNAPSHOT' ? event.snapshotID : '' }),
+                onDone: [
+                  { guard: 'doomed', target: '#sandbox.draining', actions: ['replyValue', 'clearPending'] },
+                  { target: 'paused', actions: ['replyValue', 'clearPending'] },
+                ],
+                onError: [
+                  { guard: 'doomed', target: '#sandbox.draining', actions: ['recordError', 'replyError', 'clearPending'] },
+                  { target: 'paused', actions: ['recordError', 'replyError', 'clearPending'] },
+                ],
+              },
+            },
             paused: {
               id: 'paused',
               on: {
+                SNAPSHOT: { target: 'snapshottingPaused', actions: 'takePending' },
                 RESUME: { target: 'resuming', actions: 'takePending' },
                 CONNECT: { target: 'resuming', actions: ['takePending', 'extendTimeout', 'resetClock'] },
               },

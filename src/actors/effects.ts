@@ -5,11 +5,11 @@ import { processMachine } from '../../machines/process.ts';
 import { gatewayRegistry, gatewayShard } from '../../machines/gateway.ts';
 import { poolMachine, type PoolStats } from '../../machines/pool.ts';
 import type { RegistryContext } from '../../machines/registry.ts';
-import { sandboxMachine } from '../../machines/sandbox.ts';
+import { sandboxMachine, type ProvisionInput } from '../../machines/sandbox.ts';
 import type { BackendKind, Limits, Provisioned } from '../../machines/types.ts';
-import type { Backend, SandboxHandle } from '../backends/types.ts';
+import type { Backend, SandboxHandle, SnapshotRecord } from '../backends/types.ts';
 import type { BhyveBackend } from '../backends/bhyve/backend.ts';
-import { CoppiceError, notFound } from '../errors.ts';
+import { CoppiceError, notFound, unsupported } from '../errors.ts';
 import { scanTemplates, type ScanRoots } from '../registry/scan.ts';
 import type { Reaper } from './reaper.ts';
 import { createRunner } from './runner.ts';
@@ -48,14 +48,14 @@ export function provideGateway(deps: EffectDeps) {
     },
     actors: {
       process,
-      provision: fromPromise<Provisioned, { id: string; template: string; backend: BackendKind; limits: Limits }>(
+      provision: fromPromise<Provisioned, ProvisionInput>(
         async ({ input, system, signal }) => {
           const registry = system.get('registry') as AnyActorRef;
           const templates = (registry.getSnapshot().context as RegistryContext).templates;
           const template = templates.find((t) => t.name === input.template);
           if (!template) throw notFound(`template "${input.template}"`);
           const handle = await backendFor(backends, template.backend).create(
-            { id: input.id, template, limits: input.limits },
+            { id: input.id, template, limits: input.limits, ...(input.fromSnapshot ? { fromSnapshot: input.fromSnapshot } : {}) },
             signal,
           );
           // A checkout changed the pool's counts: refresh its gauges now, not in 10 s.
@@ -72,6 +72,12 @@ export function provideGateway(deps: EffectDeps) {
       resume: fromPromise<void, { handle: unknown }>(({ input }) => {
         const h = input.handle as SandboxHandle;
         return backendOf(h).resume(h);
+      }),
+      snapshot: fromPromise<unknown, { handle: unknown; snapshotID: string }>(async ({ input }): Promise<SnapshotRecord> => {
+        const h = input.handle as SandboxHandle;
+        const b = backendOf(h);
+        if (!b.snapshot) throw unsupported('snapshot', h.backend);
+        return b.snapshot(h, input.snapshotID);
       }),
       teardown: fromPromise<void, { handle: unknown; id: string }>(async ({ input, system }) => {
         const h = input.handle as SandboxHandle | undefined;

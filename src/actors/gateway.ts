@@ -7,7 +7,7 @@ import type { PoolContext } from '../../machines/pool.ts';
 import type { RegistryContext, ScanResult, TemplateEntry } from '../../machines/registry.ts';
 import { describe, type SandboxContext } from '../../machines/sandbox.ts';
 import type { ExecRequest, Limits, ProcessExit } from '../../machines/types.ts';
-import { DEFAULT_LIMITS } from '../backends/types.ts';
+import { DEFAULT_LIMITS, type Backend, type SnapshotRecord } from '../backends/types.ts';
 import { CoppiceError, notFound, unsupported } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
@@ -35,6 +35,7 @@ export interface GatewayOptions {
 
 export interface CreateRequest {
   templateID: string;
+  fromSnapshot?: { snapshotID: string; consume?: boolean };
   timeoutMs?: number;
   metadata?: Record<string, string>;
   envVars?: Record<string, string>;
@@ -91,6 +92,8 @@ type RootActor = Actor<ReturnType<typeof provideGateway>>;
 
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 export const SANDBOX_ID = /^[a-z0-9]{10}$/;
+
+const newSnapshotId = (): string => `snap-${newSandboxId()}`;
 
 function newSandboxId(): string {
   const bytes = randomBytes(10);
@@ -280,6 +283,7 @@ export class Gateway {
     const started = process.hrtime.bigint();
     const template = this.templates().find((t) => t.name === req.templateID);
     if (!template) throw notFound(`template "${req.templateID}"`);
+    if (req.fromSnapshot) this.snapshotter(template.backend, 'create from snapshot');
     let id = newSandboxId();
     while (this.actor.system.get(`sandbox:${id}`)) id = newSandboxId();
     const reqId = newReqId();
@@ -296,6 +300,7 @@ export class Gateway {
         limits: { ...DEFAULT_LIMITS, ...req.limits },
         metadata: req.metadata,
         envVars: req.envVars,
+        fromSnapshot: req.fromSnapshot,
       },
     });
     const ref = this.actor.system.get(`sandbox:${id}`);
@@ -348,12 +353,53 @@ export class Gateway {
   }
 
   /** Snapshots and forks: no backend implements them yet; the seed's 501 shape for bhyve. */
-  snapshotSandbox(id: string): never {
-    throw unsupported('snapshot', this.sandboxSnapshot(id).context.backend);
+  // ---- snapshots (files only; the sandbox is frozen during the copy) ----
+
+  private snapshotter(kind: 'jail' | 'bhyve', op: string): Backend & Required<Pick<Backend, 'snapshot'>> {
+    const b = this.opts.backends[kind];
+    if (!b?.snapshot) throw unsupported(op, kind);
+    return b as Backend & Required<Pick<Backend, 'snapshot'>>;
   }
 
-  forkSandbox(id: string): never {
-    throw unsupported('fork', this.sandboxSnapshot(id).context.backend);
+  async snapshotSandbox(id: string, op = 'snapshot'): Promise<SnapshotRecord> {
+    const ref = this.ref(id);
+    this.snapshotter((ref.getSnapshot() as SandboxSnapshot).context.backend, op);
+    return request<SnapshotRecord>(ref, { type: 'SNAPSHOT', reqId: newReqId(), snapshotID: newSnapshotId() }, 10 * 60_000);
+  }
+
+  /** A new sandbox with the source's files as of now, its own address, independent afterwards. */
+  async forkSandbox(id: string, req: Omit<CreateRequest, 'templateID'> = {}): Promise<SandboxView> {
+    const src = this.sandboxSnapshot(id).context;
+    const snap = await this.snapshotSandbox(id, 'fork');
+    try {
+      return await this.create({
+        templateID: src.template,
+        limits: src.limits,
+        envVars: src.envVars,
+        metadata: src.metadata,
+        ...req,
+        fromSnapshot: { snapshotID: snap.snapshotID, consume: true },
+      });
+    } finally {
+      // Used up by the fork on success; removed here if the create failed before it.
+      await this.opts.backends.jail.deleteSnapshot?.(snap.snapshotID).catch(() => {});
+    }
+  }
+
+  async listSnapshots(): Promise<SnapshotRecord[]> {
+    const all = await Promise.all(Object.values(this.opts.backends).map((b) => b?.listSnapshots?.() ?? []));
+    return all.flat();
+  }
+
+  async findSnapshot(snapshotID: string): Promise<SnapshotRecord> {
+    const s = (await this.listSnapshots()).find((x) => x.snapshotID === snapshotID);
+    if (!s) throw notFound(`snapshot "${snapshotID}"`);
+    return s;
+  }
+
+  async deleteSnapshot(snapshotID: string): Promise<void> {
+    const s = await this.findSnapshot(snapshotID);
+    await this.opts.backends[s.backend]?.deleteSnapshot?.(snapshotID);
   }
 
   /** Start a command; its bytes and exit arrive on the returned channel. */

@@ -24,6 +24,19 @@ export interface CreateSpec {
   id: string;
   template: Template;
   limits: Limits;
+  /** Start with the files of this snapshot (same template). `consume`: the snapshot is used up (fork). */
+  fromSnapshot?: { snapshotID: string; consume?: boolean };
+}
+
+/** A consistent copy of a sandbox's files (no memory), from which new sandboxes can be made. */
+export interface SnapshotRecord {
+  snapshotID: string;
+  /** The sandbox it was taken from (which may be gone since). */
+  sandboxID: string;
+  template: string;
+  backend: BackendKind;
+  createdAt: string;
+  sizeBytes: number;
 }
 
 /** What a backend returns for a live sandbox; `data` is backend-private (names, paths, vm). */
@@ -74,6 +87,13 @@ export interface Backend {
   exec(handle: SandboxHandle, spec: ExecSpec): ExecProcess;
   pause(handle: SandboxHandle): Promise<void>;
   resume(handle: SandboxHandle): Promise<void>;
+  /**
+   * Optional (absent = the seed's "not supported on <kind> backend v1"): copy the sandbox's files
+   * consistently (frozen during the copy; a paused sandbox stays paused).
+   */
+  snapshot?(handle: SandboxHandle, snapshotID: string): Promise<SnapshotRecord>;
+  deleteSnapshot?(snapshotID: string): Promise<void>;
+  listSnapshots?(): Promise<SnapshotRecord[]>;
   /** Sandboxes this backend has on the host (for reconciliation and leak checks). */
   listLive(): Promise<LiveSandbox[]>;
   /** Release host-wide resources at gateway stop (not sandboxes; those are destroyed by their actors). */

@@ -25,16 +25,29 @@ export const limitsSchema = z
   .partial()
   .strict();
 
+export const snapshotId = z.string().regex(/^snap-[a-z0-9]{10}$/, 'must be a snapshot id (snap-xxxxxxxxxx)');
+
 export const createSandboxBody = z
   .object({
-    templateID: templateId,
+    templateID: templateId.optional(),
+    /** Start from a snapshot's files (templateID then defaults to the snapshot's). */
+    snapshotID: snapshotId.optional(),
     /** Seconds, as E2B. */
     timeout: z.number().int().min(1).max(MAX_TIMEOUT_S).optional(),
     metadata: metadata.optional(),
     envVars: envMap.optional(),
     limits: limitsSchema.optional(),
   })
-  .passthrough();
+  .passthrough()
+  .superRefine((b, ctx) => {
+    if (b.templateID === undefined && b.snapshotID === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['templateID'], message: 'is required (or give snapshotID)' });
+    }
+  });
+
+export const forkBody = z
+  .object({ timeout: z.number().int().min(1).max(MAX_TIMEOUT_S).optional(), metadata: metadata.optional() })
+  .strict();
 
 export const execBody = z
   .object({

@@ -9,7 +9,7 @@ import { createActor, fromPromise, SimulatedClock, type Actor, type AnyActorRef 
 import { DEFAULT_SHARDS, gatewayMachine, gatewayRegistry, shardOf, type GatewayEmitted, gatewayShard } from '../../machines/gateway.ts';
 import { poolMachine, type PoolStats } from '../../machines/pool.ts';
 import type { ScanResult } from '../../machines/registry.ts';
-import { sandboxMachine, type SandboxInput } from '../../machines/sandbox.ts';
+import { sandboxMachine, type SandboxInput, type ProvisionInput } from '../../machines/sandbox.ts';
 import { shardMachine, type ShardEmitted } from '../../machines/shard.ts';
 import type { BackendKind, Limits, Provisioned, Reply } from '../../machines/types.ts';
 import { provideGateway } from '../../src/actors/effects.ts';
@@ -65,7 +65,7 @@ function fakeGateway(opts: FakeOptions = {}) {
   const poolDrains: string[] = [];
   const sandbox = sandboxMachine.provide({
     actors: {
-      provision: fromPromise<Provisioned, { id: string; template: string; backend: BackendKind; limits: Limits }>(async ({ input }) => {
+      provision: fromPromise<Provisioned, ProvisionInput>(async ({ input }) => {
         provisioned.push(input.id);
         return { ip: '10.78.0.2', handle: { id: input.id } };
       }),

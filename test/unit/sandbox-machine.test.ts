@@ -12,7 +12,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { createActor, fromCallback, fromPromise, type Actor, type SnapshotFrom } from 'xstate';
 import { getShortestPaths, getSimplePaths, type StatePath } from 'xstate/graph';
 import { processMachine, type ProcessInput, type RunnerCommand } from '../../machines/process.ts';
-import { describe as describeState, sandboxMachine, type SandboxEvent, type SandboxInput } from '../../machines/sandbox.ts';
+import { describe as describeState, sandboxMachine, type SandboxEvent, type SandboxInput, type ProvisionInput } from '../../machines/sandbox.ts';
 import type { BackendKind, ExecRequest, Limits, ProcessExit, Provisioned, Reply } from '../../machines/types.ts';
 import { Reaper } from '../../src/actors/reaper.ts';
 
@@ -117,7 +117,7 @@ function fakes() {
       cancelExpiry: ({ self }) => reaper.cancel(self),
     },
     actors: {
-      provision: effect<Provisioned, { id: string; template: string; backend: BackendKind; limits: Limits }>('provision'),
+      provision: effect<Provisioned, ProvisionInput>('provision'),
       claim: effect<void, { handle: unknown }>('claim'),
       pause: effect<void, { handle: unknown }>('pause'),
       resume: effect<void, { handle: unknown }>('resume'),

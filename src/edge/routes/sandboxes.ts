@@ -1,16 +1,23 @@
 // REST for sandboxes: parse, turn into one gateway call (an event to an actor), shape the reply.
 import type { Gateway } from '../../actors/gateway.ts';
-import { notFound } from '../../errors.ts';
+import { badRequest, notFound } from '../../errors.ts';
 import type { Router } from '../router.ts';
-import { connectBody, createSandboxBody, execBody, parse, timeoutBody } from '../schemas.ts';
+import { connectBody, createSandboxBody, execBody, forkBody, parse, timeoutBody } from '../schemas.ts';
 
 export function sandboxRoutes(router: Router, gw: Gateway): void {
   router
     .on('POST', '/sandboxes', async (ctx) => {
       const b = parse(createSandboxBody, await ctx.body());
-      if (!gw.templates().some((t) => t.name === b.templateID)) throw notFound(`template "${b.templateID}"`);
+      // From a snapshot: its template, unless one is named (then they must agree).
+      const snap = b.snapshotID ? await gw.findSnapshot(b.snapshotID) : undefined;
+      if (snap && b.templateID && b.templateID !== snap.template) {
+        throw badRequest('templateID', `snapshot ${snap.snapshotID} was taken from template ${snap.template}`);
+      }
+      const templateID = b.templateID ?? snap!.template;
+      if (!gw.templates().some((t) => t.name === templateID)) throw notFound(`template "${templateID}"`);
       const view = await gw.create({
-        templateID: b.templateID,
+        templateID,
+        ...(snap ? { fromSnapshot: { snapshotID: snap.snapshotID } } : {}),
         timeoutMs: b.timeout === undefined ? undefined : b.timeout * 1000,
         metadata: b.metadata,
         envVars: b.envVars,
@@ -55,8 +62,22 @@ export function sandboxRoutes(router: Router, gw: Gateway): void {
       const resumed = await gw.connect(id, (b.timeout ?? 300) * 1000);
       return { status: resumed ? 201 : 200, body: gw.view(id) };
     })
-    .on('POST', '/sandboxes/:id/snapshot', (ctx) => gw.snapshotSandbox(ctx.params.id!))
-    .on('POST', '/sandboxes/:id/fork', (ctx) => gw.forkSandbox(ctx.params.id!))
+    .on('POST', '/sandboxes/:id/snapshot', async (ctx) => ({ status: 201, body: await gw.snapshotSandbox(ctx.params.id!) }))
+    .on('POST', '/sandboxes/:id/fork', async (ctx) => {
+      const id = ctx.params.id!;
+      gw.view(id);
+      const b = parse(forkBody, await ctx.body());
+      const view = await gw.forkSandbox(id, {
+        ...(b.timeout !== undefined ? { timeoutMs: b.timeout * 1000 } : {}),
+        ...(b.metadata ? { metadata: b.metadata } : {}),
+      });
+      return { status: 201, body: view };
+    })
+    .on('GET', '/snapshots', async () => ({ status: 200, body: await gw.listSnapshots() }))
+    .on('DELETE', '/snapshots/:id', async (ctx) => {
+      await gw.deleteSnapshot(ctx.params.id!);
+      return { status: 204 };
+    })
     .on('POST', '/sandboxes/:id/timeout', async (ctx) => {
       const id = ctx.params.id!;
       gw.view(id);

@@ -4,10 +4,11 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoppiceError, backendFailed, badRequest, conflict, notFound } from '../../../errors.ts';
-import type { Backend, CreateSpec, ExecProcess, ExecSpec, LiveSandbox, SandboxHandle, Template } from '../../types.ts';
+import type { Backend, CreateSpec, ExecProcess, ExecSpec, LiveSandbox, SandboxHandle, SnapshotRecord, Template } from '../../types.ts';
 import { AddressPool } from '../address-pool.ts';
 import { startExec } from './exec.ts';
-import { freeze, thaw } from './freezer.ts';
+import { freeze, readFreezer, thaw } from './freezer.ts';
+import { deleteSnapshot, listSnapshots, readSnapshot, seedUpper, SNAPSHOT_ID, writeSnapshot } from './snapshot.ts';
 import { assertId, freezerStatePath, PREFIX, sandboxNames, type SandboxNames } from './names.ts';
 import { ensureNetnsDir, setupHostSide, setupSandboxSide, teardownNetwork, vethExists } from './network.ts';
 import { buildConfig, buildExecProcess, nofile } from './oci-config.ts';
@@ -25,7 +26,7 @@ export interface Logger {
 }
 
 /** Steps of create, in order; named in errors and offered to `hooks.beforeStep`. */
-export type CreateStep = 'address' | 'dir' | 'overlay' | 'netns' | 'netns-inside' | 'config' | 'runc-create' | 'runc-start';
+export type CreateStep = 'address' | 'dir' | 'snapshot' | 'overlay' | 'netns' | 'netns-inside' | 'config' | 'runc-create' | 'runc-start';
 
 export interface LinuxJailOptions {
   stateDir: string;
@@ -105,6 +106,11 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     undo.push('dir', mustClear(() => removeSandboxDir(n)));
     await Promise.all([mkdir(n.upper), mkdir(n.work), mkdir(n.rootfs)]);
 
+    if (spec.fromSnapshot) {
+      await at('snapshot');
+      await seedUpper(opts.stateDir, spec.fromSnapshot.snapshotID, n.upper, spec.fromSnapshot.consume ?? false);
+    }
+
     await at('overlay');
     if (!statSync(spec.template.path, { throwIfNoEntry: false })?.isDirectory()) {
       throw new Error(`template directory ${spec.template.path} does not exist`);
@@ -144,6 +150,13 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
         if (!(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw badRequest(`limits.${k}`, 'must be a positive number');
       }
       if (busy.has(spec.id)) throw conflict(`sandbox ${spec.id} already exists`);
+      if (spec.fromSnapshot) {
+        const snap = await readSnapshot(opts.stateDir, spec.fromSnapshot.snapshotID);
+        if (!snap) throw notFound(`snapshot "${spec.fromSnapshot.snapshotID}"`);
+        if (snap.template !== spec.template.name) {
+          throw badRequest('templateID', `snapshot ${snap.snapshotID} was taken from template ${snap.template}, not ${spec.template.name}`);
+        }
+      }
       busy.add(spec.id);
       const n = names(spec.id);
       const undo = new UndoStack();
@@ -223,6 +236,31 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
         throw backendFailed(`resume ${handle.id}: ${message(e)}`, e);
       }
     },
+
+    async snapshot(handle: SandboxHandle, snapshotID: string): Promise<SnapshotRecord> {
+      if (!SNAPSHOT_ID.test(snapshotID)) throw badRequest('snapshotID', 'must be snap-<10 chars [a-z0-9]>');
+      const n = names(handle.id);
+      const freezer = freezerStatePath(handle.id);
+      // Frozen during the copy so the files are consistent; a paused sandbox stays paused.
+      const wasFrozen = (await readFreezer(freezer).catch(() => 'THAWED')) === 'FROZEN';
+      if (!wasFrozen) await freeze(freezer);
+      try {
+        return await writeSnapshot(opts.stateDir, n.upper, {
+          snapshotID,
+          sandboxID: handle.id,
+          template: handle.template,
+          backend: 'jail',
+          createdAt: new Date().toISOString(),
+        });
+      } catch (e) {
+        throw backendFailed(`snapshot of ${handle.id}: ${message(e)}`, e);
+      } finally {
+        if (!wasFrozen) await thaw(freezer).catch((e) => log.warn({ id: handle.id, err: message(e) }, 'thaw after snapshot failed'));
+      }
+    },
+
+    deleteSnapshot: (snapshotID: string) => deleteSnapshot(opts.stateDir, snapshotID),
+    listSnapshots: () => listSnapshots(opts.stateDir),
 
     async listLive(): Promise<LiveSandbox[]> {
       const all = await runc.list();

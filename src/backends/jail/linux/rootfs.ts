@@ -2,7 +2,7 @@
 // never written) and whose upper/work dirs are per sandbox. Mount source is `coppice-<id>` so the
 // mount is findable by name in `mount` / /proc/self/mountinfo.
 import { readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { badRequest } from '../../../errors.ts';
 import type { SandboxNames } from './names.ts';
@@ -24,20 +24,37 @@ const DEFAULT_HOSTS = '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-
 
 /**
  * Make the sandbox's hostname (its id) resolvable: the template's /etc/hosts plus `<ip> <id>`, written
- * into the fresh, empty upper dir before the overlay is mounted, so no sandbox process exists yet
- * that could have planted a symlink there. Without it sudo waits ~20 s on DNS for its own hostname.
- * A plain file (not docker's bind mount) so tools that rewrite /etc/hosts by rename keep working.
+ * into the upper dir before the overlay is mounted, so no sandbox process exists yet that could race
+ * us. Without it sudo waits ~20 s on DNS for its own hostname. A plain file (not docker's bind
+ * mount) so tools that rewrite /etc/hosts by rename keep working.
+ *
+ * A sandbox made from a snapshot already has an upper layer, written by a sandbox: its etc/ or
+ * etc/hosts may be symlinks planted to point at host files. Nothing here follows them: non-regular
+ * entries are removed (rm never follows), the new file is created O_EXCL, and the previous hosts
+ * file is read only when lstat says it is a regular file.
  */
 export async function seedEtcHosts(n: SandboxNames, lower: string, ip: string): Promise<void> {
   const etc = await stat(join(lower, 'etc')).catch(() => null);
   if (!etc?.isDirectory()) return; // a template without /etc: nothing to resolve with anyway
-  const base = await readFile(join(lower, 'etc', 'hosts'), 'utf8').catch(() => DEFAULT_HOSTS);
   const dir = join(n.upper, 'etc');
-  // The upper copy of /etc shadows the template's directory metadata: keep owner and mode identical.
-  await mkdir(dir);
-  await chown(dir, etc.uid, etc.gid);
-  await chmod(dir, etc.mode & 0o7777);
-  await writeFile(join(dir, 'hosts'), `${base.endsWith('\n') || base === '' ? base : base + '\n'}${ip}\t${n.id}\n`, { mode: 0o644 });
+  const hosts = join(dir, 'hosts');
+  const upperEtc = await lstat(dir).catch(() => null);
+  let base: string | null = null;
+  if (upperEtc?.isDirectory()) {
+    const prev = await lstat(hosts).catch(() => null);
+    // Keep the sandbox's own entries, minus the line naming the sandbox it was snapshotted from.
+    if (prev?.isFile()) base = (await readFile(hosts, 'utf8')).split('\n').filter((l) => !/^\S+\t[a-z0-9]{10}$/.test(l)).join('\n');
+    await rm(hosts, { recursive: true, force: true });
+  } else {
+    if (upperEtc) await rm(dir, { recursive: true, force: true });
+    // The upper copy of /etc shadows the template's directory metadata: keep owner and mode identical.
+    await mkdir(dir);
+    await chown(dir, etc.uid, etc.gid);
+    await chmod(dir, etc.mode & 0o7777);
+  }
+  base ??= await readFile(join(lower, 'etc', 'hosts'), 'utf8').catch(() => DEFAULT_HOSTS);
+  const text = `${base.endsWith('\n') || base === '' ? base : base + '\n'}${ip}\t${n.id}\n`;
+  await writeFile(hosts, text, { mode: 0o644, flag: 'wx' });
 }
 
 /** Mount points at or under `path`, deepest first, from our mount namespace's mountinfo. */
