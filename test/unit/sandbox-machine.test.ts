@@ -409,7 +409,7 @@ describe('sandbox creation', () => {
     const s = start(t, input({ reqId: 'create' }));
     await flush();
     assert.deepEqual(s.value(), { warm: 'provisioning' });
-    assert.deepEqual(s.f.callsOf('provision')[0]!.input, { id: 'sb1', template: 'base', backend: 'jail', limits: LIMITS });
+    assert.deepEqual(s.f.callsOf('provision')[0]!.input, { id: 'sb1', template: 'base', backend: 'jail', limits: LIMITS, fromSnapshot: null });
     await s.f.resolve('provision');
     assert.equal(s.value(), 'checkout');
     assert.equal(s.f.callsOf('claim')[0]!.input.handle, HANDLE);

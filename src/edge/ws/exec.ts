@@ -237,9 +237,13 @@ class ExecSession {
   private readonly openedAt = Date.now();
   private mode: 'start' | 'attach' | null = null;
   private sent = 0;
+  /** Output frames handed to ws whose write has not completed yet. */
+  private inFlight = 0;
   private readonly onSent = (err?: Error) => {
+    this.inFlight -= 1;
     if (err || !this.blocked) return;
-    if (this.ws.bufferedAmount < this.hwm / 2) {
+    // Resume at half the high-water mark (or when nothing of ours is pending, so we can never stall).
+    if (this.ws.bufferedAmount < this.hwm / 2 || this.inFlight === 0) {
       this.blocked = false;
       this.sub?.pump();
     }
@@ -428,6 +432,7 @@ class ExecSession {
         // One binary message = tag byte + bytes, sent as two fragments (a 1-byte first fragment and
         // the chunk as its continuation) so the gateway never copies output; receivers reassemble.
         this.sent += chunk.length;
+        this.inFlight += 1;
         this.ws.send(stream === 'stdout' ? STDOUT_TAG : STDERR_TAG, { binary: true, fin: false });
         this.ws.send(chunk, { binary: true, fin: true }, this.onSent);
       },

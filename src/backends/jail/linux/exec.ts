@@ -52,13 +52,17 @@ export function startExec(input: StartExecInput): ExecProcess {
 
   const delivered = new Set<number>();
   let done = false;
+  // runc has exited (it reaped the command): from here the pid may belong to someone else.
+  let reaped = false;
+  child.on('exit', () => (reaped = true));
   let pending: NodeJS.Signals[] = [];
   let poll: NodeJS.Timeout | undefined;
 
   // Signals go straight to the command's host pid (from --pid-file) rather than through runc's
   // forwarding: runc does forward catchable signals, but SIGKILL/SIGSTOP kill/stop runc itself, and
   // a signal that lands before runc installs its handler would kill runc and orphan the command.
-  // The pid cannot be recycled while we signal it: runc is its parent and exits right after reaping.
+  // The pid cannot be recycled while runc lives: runc is its parent and exits right after reaping;
+  // once runc has exited (output may still be draining) we signal nothing.
   const hostPid = (): number | null => {
     try {
       const pid = Number(readFileSync(pidFile, 'utf8').trim());
@@ -68,6 +72,7 @@ export function startExec(input: StartExecInput): ExecProcess {
     }
   };
   const deliver = (sig: NodeJS.Signals): boolean => {
+    if (reaped) return true;
     const pid = hostPid();
     if (pid === null) return false;
     delivered.add(constants.signals[sig]);
