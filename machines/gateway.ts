@@ -19,6 +19,8 @@ import type { Failure, Reply } from './types.ts';
 export interface GatewayInput {
   shardCount?: number;
   drainDeadlineMs?: number;
+  /** Warm pools for jail templates: this many frozen sandboxes per template (null/0 = none). */
+  jailPool?: { size: number; templates: string[] | null } | null;
 }
 
 export type StopReason = 'drained' | 'deadline' | 'forced' | 'startup_failed';
@@ -46,6 +48,7 @@ export interface GatewayContext {
   drainedPools: number;
   drainedShards: number;
   drainDeadlineMs: number;
+  jailPool: { size: number; templates: string[] | null } | null;
   stopReason: StopReason | null;
   error: Failure | null;
 }
@@ -115,17 +118,21 @@ export const gatewayMachine = setup({
       for (const shard of context.shards) enqueue.sendTo(shard, { type: 'DRAIN' });
     }),
     countDrained: assign({ drainedShards: ({ context }) => context.drainedShards + 1 }),
-    // One pool per pooled template (bhyve: pool-ctl guests), spawned as templates appear.
+    // One pool per pooled template (bhyve: pool-ctl guests; jail: frozen sandboxes), spawned as templates appear.
     ensurePools: assign({
       pools: ({ context, event, spawn }) => {
         if (event.type !== 'TEMPLATES') return context.pools;
         const pools = { ...context.pools };
+        const jail = context.jailPool;
         for (const t of event.templates) {
-          if (t.backend !== 'bhyve' || pools[t.name]) continue;
+          if (pools[t.name]) continue;
+          // bhyve: every template gets a pool (empty until warmed); jail: only when asked for.
+          const jailSize = jail && (jail.templates === null || jail.templates.includes(t.name)) ? jail.size : 0;
+          if (t.backend === 'jail' && jailSize === 0) continue;
           pools[t.name] = spawn('pool', {
             id: `pool:${t.name}`,
             systemId: `pool:${t.name}`,
-            input: { template: t.name, backend: t.backend },
+            input: { template: t.name, backend: t.backend, size: t.backend === 'jail' ? jailSize : 0 },
           });
         }
         return pools;
@@ -155,6 +162,7 @@ export const gatewayMachine = setup({
     drainedPools: 0,
     drainedShards: 0,
     drainDeadlineMs: input.drainDeadlineMs ?? 30_000,
+    jailPool: input.jailPool && input.jailPool.size > 0 ? input.jailPool : null,
     stopReason: null,
     error: null,
   }),
@@ -191,6 +199,10 @@ export const gatewayMachine = setup({
       },
     },
     serving: {
+      // Pools that wanted to fill while the gateway was starting get their chance now.
+      entry: enqueueActions(({ enqueue, context }) => {
+        for (const pool of Object.values(context.pools)) enqueue.sendTo(pool, { type: 'CHECK_SIZE' });
+      }),
       on: {
         SPAWN: { actions: 'routeSpawn' },
         SIGINT: 'draining',

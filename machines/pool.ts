@@ -1,48 +1,66 @@
-// A warm pool for one template: how many slots are ready and in use, warming on request, and
-// drained at shutdown.
+// A warm pool for one template: slots ready ahead of demand, refilled in the background.
 //
-//   active { supply: idle <-> warming | emptying ; gauges: waiting <-> refreshing (every refreshMs) }
-//     --DRAIN (gateway shutdown)--> draining --> drained (final)
+//   active {
+//     supply: idle <-> warming | emptying      (WARM sets the pool's size; below it, idle refills)
+//     gauges: waiting <-> refreshing           (every refreshMs, and on REFRESH)
+//   } --DRAIN (gateway shutdown)--> draining --> drained (final)
 //
-// EMPTY is the operator's drain (POST /pool/:name/drain): the pool empties and stays usable.
+// EMPTY is the operator's drain (POST /pool/:name/drain): idle slots go, the size drops to 0, and
+// the pool stays usable. TAKE hands one ready slot to a create (jail pools: a frozen sandbox's id).
 //
-// For bhyve templates the slots are pool-ctl guests (the effects shell out to pool-ctl); the
-// counts come from `pool-ctl list --json`.
+// Slots live elsewhere; the effects (provided from src/) make and count them:
+// bhyve: pool-ctl guests (`pool-ctl warm`, `list --json`, `drain`);
+// jail: sandbox actors parked in warm.standby, frozen, whose ids the pool keeps in `slots`.
 import { assign, emit, fromPromise, raise, setup } from 'xstate';
 import type { BackendKind, Failure, Reply } from './types.ts';
 
 export interface PoolStats {
   available: number;
   inUse: number;
+  /** Jail pools: the ids of the ready slots. */
+  slots?: string[];
 }
 
 export interface PoolInput {
   template: string;
   backend: BackendKind;
   refreshMs?: number;
+  /** Slots to keep ready from the start (refilled in the background). */
+  size?: number;
 }
 
-export interface PoolContext extends PoolStats {
+export interface PoolContext {
   template: string;
   backend: BackendKind;
   refreshMs: number;
+  available: number;
+  inUse: number;
+  slots: string[];
+  /** The size the pool keeps itself at (set by WARM, 0 after EMPTY). */
+  size: number;
   /** Slots asked for by the warm in progress. */
   target: number | null;
   /** Last progress line of the warm in progress. */
   progress: string | null;
   pending: string | null;
   error: Failure | null;
+  /** After a failed warm, background refills wait until then (no hot retry loop). */
+  refillAfter: number;
   refreshedAt: number | null;
 }
 
 export type PoolEvent =
   | { type: 'WARM'; reqId: string; count: number }
+  | { type: 'TAKE'; reqId: string }
   | { type: 'PROGRESS'; line: string }
   | { type: 'REFRESH' }
+  | { type: 'CHECK_SIZE' }
   | { type: 'EMPTY'; reqId: string }
   | { type: 'DRAIN'; reqId?: string };
 
 export type PoolEmitted = Reply | { type: 'progress'; template: string; line: string };
+
+const REFILL_BACKOFF_MS = 30_000;
 
 const asFailure = (error: unknown): Failure => {
   const e = error as Partial<Failure> | undefined;
@@ -58,19 +76,32 @@ export const poolMachine = setup({
   },
   actors: {
     // Placeholders; src/ provides them per backend.
-    warm: fromPromise<PoolStats, { template: string; count: number }>(async () => ({ available: 0, inUse: 0 })),
-    stats: fromPromise<PoolStats, { template: string }>(async () => ({ available: 0, inUse: 0 })),
-    drain: fromPromise<void, { template: string }>(async () => {}),
+    warm: fromPromise<PoolStats, { template: string; count: number; slots: string[] }>(async () => ({ available: 0, inUse: 0 })),
+    stats: fromPromise<PoolStats, { template: string; slots: string[] }>(async () => ({ available: 0, inUse: 0 })),
+    drain: fromPromise<void, { template: string; slots: string[] }>(async () => {}),
   },
   delays: {
     refresh: ({ context }) => context.refreshMs,
   },
+  guards: {
+    belowSize: ({ context }) => context.available < context.size && Date.now() >= context.refillAfter,
+    hasSlot: ({ context }) => context.slots.length > 0,
+  },
   actions: {
+    applyStats: assign(({ context, event }) => {
+      const out = (event as unknown as { output: PoolStats }).output;
+      return {
+        available: out.available,
+        inUse: out.inUse,
+        slots: out.slots ?? context.slots,
+        refreshedAt: Date.now(),
+      };
+    }),
     replyOk: emit(({ context }) => ({
       type: 'reply',
       reqId: context.pending ?? '',
       ok: true,
-      value: { template: context.template, available: context.available, inUse: context.inUse },
+      value: { template: context.template, available: context.available, inUse: context.inUse, size: context.size },
     }) as const),
     replyError: emit(({ context }) => ({
       type: 'reply',
@@ -90,6 +121,19 @@ export const poolMachine = setup({
       ok: false,
       error: { code: 'draining', message: `pool ${context.template} is draining` },
     }) as const),
+    // Hand out the oldest ready slot, or null when there is none (the create goes cold).
+    take: emit(({ context, event }) => ({
+      type: 'reply',
+      reqId: event.type === 'TAKE' ? event.reqId : '',
+      ok: true,
+      value: { slot: context.slots[0] ?? null },
+    }) as const),
+    dropTaken: assign(({ context }) => ({
+      slots: context.slots.slice(1),
+      available: Math.max(0, context.available - 1),
+      inUse: context.inUse + 1,
+    })),
+    checkSize: raise({ type: 'CHECK_SIZE' }),
   },
 }).createMachine({
   id: 'pool',
@@ -99,17 +143,26 @@ export const poolMachine = setup({
     refreshMs: input.refreshMs ?? 10_000,
     available: 0,
     inUse: 0,
+    slots: [],
+    size: input.size ?? 0,
     target: null,
     progress: null,
     pending: null,
     error: null,
+    refillAfter: 0,
     refreshedAt: null,
   }),
   initial: 'active',
   states: {
     active: {
       type: 'parallel',
-      on: { DRAIN: { target: 'draining', actions: assign({ pending: ({ event }) => event.reqId ?? null }) } },
+      on: {
+        DRAIN: { target: 'draining', actions: assign({ pending: ({ event }) => event.reqId ?? null }) },
+        TAKE: [
+          { guard: 'hasSlot', actions: ['take', 'dropTaken', 'checkSize'] },
+          { actions: 'take' },
+        ],
+      },
       states: {
         supply: {
           initial: 'idle',
@@ -118,23 +171,20 @@ export const poolMachine = setup({
               on: {
                 WARM: {
                   target: 'warming',
-                  actions: assign({ pending: ({ event }) => event.reqId, target: ({ event }) => event.count, progress: null }),
+                  actions: assign({
+                    pending: ({ event }) => event.reqId,
+                    target: ({ event }) => event.count,
+                    size: ({ event }) => event.count,
+                    progress: null,
+                    refillAfter: 0,
+                  }),
                 },
-                EMPTY: { target: 'emptying', actions: assign({ pending: ({ event }) => event.reqId }) },
-              },
-            },
-            emptying: {
-              on: { WARM: { actions: 'rejectBusy' }, EMPTY: { actions: 'rejectBusy' } },
-              invoke: {
-                src: 'drain',
-                input: ({ context }) => ({ template: context.template }),
-                onDone: {
-                  target: 'idle',
-                  actions: [assign({ available: 0, error: null }), 'replyOk', assign({ pending: null }), raise({ type: 'REFRESH' })],
-                },
-                onError: {
-                  target: 'idle',
-                  actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', assign({ pending: null })],
+                EMPTY: { target: 'emptying', actions: assign({ pending: ({ event }) => event.reqId, size: 0 }) },
+                // Background refill: nobody waits for it (pending stays null).
+                CHECK_SIZE: {
+                  guard: 'belowSize',
+                  target: 'warming',
+                  actions: assign({ target: ({ context }) => context.size, progress: null }),
                 },
               },
             },
@@ -151,22 +201,39 @@ export const poolMachine = setup({
               },
               invoke: {
                 src: 'warm',
-                input: ({ context }) => ({ template: context.template, count: context.target ?? 0 }),
+                input: ({ context }) => ({ template: context.template, count: context.target ?? 0, slots: context.slots }),
                 onDone: {
                   target: 'idle',
-                  actions: [
-                    assign({
-                      available: ({ event }) => event.output.available,
-                      inUse: ({ event }) => event.output.inUse,
-                      error: null,
-                    }),
-                    'replyOk',
-                    assign({ pending: null, target: null }),
-                  ],
+                  actions: ['applyStats', assign({ error: null }), 'replyOk', assign({ pending: null, target: null }), 'checkSize'],
                 },
                 onError: {
                   target: 'idle',
-                  actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', assign({ pending: null, target: null })],
+                  actions: [
+                    assign({
+                      error: ({ event }) => asFailure(event.error),
+                      // Refused because the gateway is not serving yet: no backoff, serving re-checks.
+                      refillAfter: ({ event }) =>
+                        ['not_ready', 'draining'].includes(asFailure(event.error).code) ? 0 : Date.now() + REFILL_BACKOFF_MS,
+                    }),
+                    'replyError',
+                    assign({ pending: null, target: null }),
+                    raise({ type: 'REFRESH' }),
+                  ],
+                },
+              },
+            },
+            emptying: {
+              on: { WARM: { actions: 'rejectBusy' }, EMPTY: { actions: 'rejectBusy' } },
+              invoke: {
+                src: 'drain',
+                input: ({ context }) => ({ template: context.template, slots: context.slots }),
+                onDone: {
+                  target: 'idle',
+                  actions: [assign({ available: 0, slots: [], error: null }), 'replyOk', assign({ pending: null }), raise({ type: 'REFRESH' })],
+                },
+                onError: {
+                  target: 'idle',
+                  actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', assign({ pending: null })],
                 },
               },
             },
@@ -182,15 +249,8 @@ export const poolMachine = setup({
             refreshing: {
               invoke: {
                 src: 'stats',
-                input: ({ context }) => ({ template: context.template }),
-                onDone: {
-                  target: 'waiting',
-                  actions: assign({
-                    available: ({ event }) => event.output.available,
-                    inUse: ({ event }) => event.output.inUse,
-                    refreshedAt: () => Date.now(),
-                  }),
-                },
+                input: ({ context }) => ({ template: context.template, slots: context.slots }),
+                onDone: { target: 'waiting', actions: ['applyStats', 'checkSize'] },
                 // A failed refresh keeps the last counts (gauges stay consistent, never garbage).
                 onError: 'waiting',
               },
@@ -200,10 +260,15 @@ export const poolMachine = setup({
       },
     },
     draining: {
-      on: { WARM: { actions: 'rejectDraining' }, EMPTY: { actions: 'rejectDraining' }, DRAIN: {} },
+      on: {
+        WARM: { actions: 'rejectDraining' },
+        EMPTY: { actions: 'rejectDraining' },
+        TAKE: { actions: emit(({ event }) => ({ type: 'reply', reqId: event.reqId, ok: true, value: { slot: null } }) as const) },
+        DRAIN: {},
+      },
       invoke: {
         src: 'drain',
-        input: ({ context }) => ({ template: context.template }),
+        input: ({ context }) => ({ template: context.template, slots: context.slots }),
         // Best effort: a failed drain is logged by the effect and the pool still ends.
         onDone: { target: 'drained', actions: ['replyOk'] },
         onError: { target: 'drained', actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError'] },
@@ -211,7 +276,7 @@ export const poolMachine = setup({
     },
     drained: {
       type: 'final',
-      entry: assign({ available: 0, pending: null }),
+      entry: assign({ available: 0, slots: [], pending: null }),
     },
   },
 });

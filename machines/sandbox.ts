@@ -1,6 +1,6 @@
 // The lifecycle of one sandbox. Read top to bottom, this is the documentation:
 //
-//   warm (provisioning -> standby?) -> checkout -> live { ready <-> exec, pausing -> paused -> resuming }
+//   warm (provisioning [-> parking -> standby, for pool slots]) -> checkout -> live { ready <-> exec, pausing -> paused -> resuming }
 //        -> draining -> gone            (any failure on the way in: failed)
 //
 // `live` runs a second region, `clock`, that asks for an EXPIRE at endAt (scheduleExpiry, provided
@@ -26,6 +26,8 @@ export interface SandboxInput {
   reqId?: string;
   /** Start from a snapshot's files (consume: the snapshot is used up, as for a fork). */
   fromSnapshot?: { snapshotID: string; consume?: boolean };
+  /** Egress beyond the host (off by default). */
+  internet?: boolean;
   /** Re-adoption after a restart: skip provisioning, the substrate already exists. */
   adopt?: Provisioned & { paused: boolean; endAt: number };
   now?: number;
@@ -41,6 +43,7 @@ export interface SandboxContext {
   metadata: Record<string, string>;
   envVars: Record<string, string>;
   fromSnapshot: { snapshotID: string; consume?: boolean } | null;
+  internet: boolean;
   ip: string | null;
   handle: unknown;
   createdAt: number;
@@ -63,11 +66,12 @@ export interface ProvisionInput {
   backend: BackendKind;
   limits: Limits;
   fromSnapshot: { snapshotID: string; consume?: boolean } | null;
+  internet: boolean;
 }
 
 export type SandboxEvent =
   | { type: 'SNAPSHOT'; reqId: string; snapshotID: string }
-  | { type: 'CHECKOUT'; reqId: string; timeoutMs: number }
+  | { type: 'CHECKOUT'; reqId: string; timeoutMs: number; metadata?: Record<string, string>; envVars?: Record<string, string> }
   | { type: 'EXEC'; reqId: string; processId: string; request: ExecRequest; channel: unknown }
   | { type: 'PAUSE'; reqId: string }
   | { type: 'RESUME'; reqId: string }
@@ -106,7 +110,7 @@ export const sandboxMachine = setup({
     provision: fromPromise<Provisioned, ProvisionInput>(async () => {
       throw new Error('provision not provided');
     }),
-    claim: fromPromise<void, { handle: unknown }>(async () => {}),
+    claim: fromPromise<void, { handle: unknown; pooled: boolean }>(async () => {}),
     pause: fromPromise<void, { handle: unknown }>(async () => {}),
     resume: fromPromise<void, { handle: unknown }>(async () => {}),
     teardown: fromPromise<void, { handle: unknown; id: string }>(async () => {}),
@@ -203,6 +207,7 @@ export const sandboxMachine = setup({
       metadata: input.metadata ?? {},
       envVars: input.envVars ?? {},
       fromSnapshot: input.fromSnapshot ?? null,
+      internet: input.internet ?? false,
       ip: input.adopt?.ip ?? null,
       handle: input.adopt?.handle,
       createdAt: now,
@@ -251,6 +256,7 @@ export const sandboxMachine = setup({
               backend: context.backend,
               limits: context.limits,
               fromSnapshot: context.fromSnapshot,
+              internet: context.internet,
             }),
             onDone: [
               {
@@ -260,7 +266,7 @@ export const sandboxMachine = setup({
               },
               {
                 guard: 'pooled',
-                target: 'standby',
+                target: 'parking',
                 actions: assign({ ip: ({ event }) => event.output.ip, handle: ({ event }) => event.output.handle }),
               },
               {
@@ -274,14 +280,36 @@ export const sandboxMachine = setup({
             },
           },
         },
-        // A pool slot: provisioned and frozen, waiting for a caller.
+        // A pool slot is frozen until a caller takes it: it costs memory, no CPU.
+        parking: {
+          invoke: {
+            src: 'pause',
+            input: ({ context }) => ({ handle: context.handle }),
+            onDone: [
+              { guard: 'doomed', target: '#sandbox.draining' },
+              { target: 'standby', actions: ['replyOk', 'clearPending'] },
+            ],
+            onError: {
+              target: '#sandbox.draining',
+              actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'],
+            },
+          },
+        },
         standby: {
           on: {
             DESTROY: { target: '#sandbox.draining' },
             DRAIN: { target: '#sandbox.draining' },
             CHECKOUT: {
               target: '#sandbox.checkout',
-              actions: ['takePending', assign({ endAt: ({ event }) => Date.now() + event.timeoutMs })],
+              actions: [
+                'takePending',
+                assign({
+                  endAt: ({ event }) => Date.now() + event.timeoutMs,
+                  timeoutMs: ({ event }) => event.timeoutMs,
+                  metadata: ({ event, context }) => event.metadata ?? context.metadata,
+                  envVars: ({ event, context }) => event.envVars ?? context.envVars,
+                }),
+              ],
             },
           },
         },
@@ -291,7 +319,7 @@ export const sandboxMachine = setup({
       on: { DESTROY: { actions: 'doom' }, DRAIN: { actions: 'doom' } },
       invoke: {
         src: 'claim',
-        input: ({ context }) => ({ handle: context.handle }),
+        input: ({ context }) => ({ handle: context.handle, pooled: context.pooled }),
         onDone: [
           { guard: 'doomed', target: 'draining' },
           {

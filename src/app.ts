@@ -101,6 +101,7 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
     logger,
     shardCount: deps.shardCount,
     drainDeadlineMs: config.drainTimeout * 1000,
+    jailPool: { size: config.jailPoolSize, templates: config.jailPoolTemplates ? config.jailPoolTemplates.split(',') : null },
     startup: () => startupWarm(gatewayRef!, config, logger),
   });
   gatewayRef = gateway;

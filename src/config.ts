@@ -26,6 +26,11 @@ export const configSchema = z
     listen: listen.default('127.0.0.1:3000'),
     templatesRoot: absPath.default('/var/lib/coppice/templates'),
     bhyveTemplatesRoot: absPath.optional(),
+    jailPoolSize: count.pipe(z.number().int().min(0).max(1000)).default('0'),
+    jailPoolTemplates: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*(,[A-Za-z0-9][A-Za-z0-9._-]*)*$/, 'must be a comma-separated list of template names')
+      .optional(),
     bhyvePoolSize: count.pipe(z.number().int().min(0).max(1000)).default('0'),
     stateDir: absPath.default('/var/lib/coppice'),
     apiKeyFile: absPath.optional(),
@@ -44,6 +49,8 @@ const FLAGS = {
   'templates-root': 'templatesRoot',
   'bhyve-templates-root': 'bhyveTemplatesRoot',
   'bhyve-pool-size': 'bhyvePoolSize',
+  'jail-pool-size': 'jailPoolSize',
+  'jail-pool-templates': 'jailPoolTemplates',
   'state-dir': 'stateDir',
   'api-key-file': 'apiKeyFile',
   'jail-subnet': 'jailSubnet',

@@ -3,7 +3,6 @@ import { fromPromise, type AnyActorRef } from 'xstate';
 import { gatewayMachine } from '../../machines/gateway.ts';
 import { processMachine } from '../../machines/process.ts';
 import { gatewayRegistry, gatewayShard } from '../../machines/gateway.ts';
-import { poolMachine, type PoolStats } from '../../machines/pool.ts';
 import type { RegistryContext } from '../../machines/registry.ts';
 import { sandboxMachine, type ProvisionInput } from '../../machines/sandbox.ts';
 import type { BackendKind, Limits, Provisioned } from '../../machines/types.ts';
@@ -11,6 +10,7 @@ import type { Backend, SandboxHandle, SnapshotRecord } from '../backends/types.t
 import type { BhyveBackend } from '../backends/bhyve/backend.ts';
 import { CoppiceError, notFound, unsupported } from '../errors.ts';
 import { scanTemplates, type ScanRoots } from '../registry/scan.ts';
+import { providePool } from './pool-effects.ts';
 import type { Reaper } from './reaper.ts';
 import { createRunner } from './runner.ts';
 
@@ -55,7 +55,13 @@ export function provideGateway(deps: EffectDeps) {
           const template = templates.find((t) => t.name === input.template);
           if (!template) throw notFound(`template "${input.template}"`);
           const handle = await backendFor(backends, template.backend).create(
-            { id: input.id, template, limits: input.limits, ...(input.fromSnapshot ? { fromSnapshot: input.fromSnapshot } : {}) },
+            {
+              id: input.id,
+              template,
+              limits: input.limits,
+              internet: input.internet,
+              ...(input.fromSnapshot ? { fromSnapshot: input.fromSnapshot } : {}),
+            },
             signal,
           );
           // A checkout changed the pool's counts: refresh its gauges now, not in 10 s.
@@ -64,7 +70,11 @@ export function provideGateway(deps: EffectDeps) {
         },
       ),
       // Cold sandboxes are handed over as they are; pool slots (frozen) are thawed here.
-      claim: fromPromise<void, { handle: unknown }>(async () => {}),
+      claim: fromPromise<void, { handle: unknown; pooled: boolean }>(async ({ input }) => {
+        if (!input.pooled) return;
+        const h = input.handle as SandboxHandle;
+        await backendOf(h).resume(h);
+      }),
       pause: fromPromise<void, { handle: unknown }>(({ input }) => {
         const h = input.handle as SandboxHandle;
         return backendOf(h).pause(h);
@@ -110,32 +120,8 @@ export function provideGateway(deps: EffectDeps) {
         });
         await deps.startup?.(system);
       }),
-      pool: providePool(deps),
+      pool: providePool(deps.backends),
     },
   });
 }
 
-/** Pool effects: bhyve pools are pool-ctl's guests (warm, list --json, drain). */
-function providePool(deps: EffectDeps) {
-  const bhyve = () => {
-    const b = deps.backends.bhyve;
-    if (!b) throw new CoppiceError('unsupported', 'bhyve backend is not enabled on this gateway');
-    return b;
-  };
-  const stats = async (template: string, signal?: AbortSignal): Promise<PoolStats> => {
-    const list = await bhyve().pool(signal);
-    const t = list.templates[template];
-    return { available: t?.available ?? 0, inUse: t?.in_use ?? 0 };
-  };
-  return poolMachine.provide({
-    actors: {
-      warm: fromPromise<PoolStats, { template: string; count: number }>(async ({ input, system, signal }) => {
-        const pool = system.get(`pool:${input.template}`) as AnyActorRef | undefined;
-        await bhyve().warm(input.template, input.count, (line) => pool?.send({ type: 'PROGRESS', line }), signal);
-        return stats(input.template, signal);
-      }),
-      stats: fromPromise<PoolStats, { template: string }>(({ input, signal }) => stats(input.template, signal)),
-      drain: fromPromise<void, { template: string }>(({ input, signal }) => bhyve().drain(input.template, signal)),
-    },
-  });
-}

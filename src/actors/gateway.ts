@@ -27,6 +27,8 @@ export interface GatewayOptions {
   logger: Logger;
   shardCount?: number;
   drainDeadlineMs?: number;
+  /** Warm pools of frozen jail sandboxes (size per template; templates null = every jail template). */
+  jailPool?: { size: number; templates: string[] | null };
   defaultTimeoutMs?: number;
   /** Cap on bytes kept per buffered exec (stdout + stderr). */
   execCaptureLimit?: number;
@@ -35,6 +37,8 @@ export interface GatewayOptions {
 
 export interface CreateRequest {
   templateID: string;
+  /** Egress beyond the host (E2B's allow_internet_access). */
+  internet?: boolean;
   fromSnapshot?: { snapshotID: string; consume?: boolean };
   timeoutMs?: number;
   metadata?: Record<string, string>;
@@ -56,6 +60,7 @@ export interface SandboxView {
   cpuCount: number;
   memoryMB: number;
   processes: number;
+  allowInternetAccess: boolean;
 }
 
 export interface PoolView {
@@ -136,7 +141,8 @@ export class Gateway {
       startup: opts.startup,
     });
     this.actor = createActor(machine, {
-      input: { shardCount: opts.shardCount, drainDeadlineMs: opts.drainDeadlineMs },
+      systemId: 'gateway',
+      input: { shardCount: opts.shardCount, drainDeadlineMs: opts.drainDeadlineMs, jailPool: opts.jailPool ?? null },
     });
     this.stopped = new Promise((resolve) => {
       this.actor.subscribe({
@@ -232,7 +238,8 @@ export class Gateway {
 
   private ref(id: string): AnyActorRef {
     const ref = SANDBOX_ID.test(id) ? this.actor.system.get(`sandbox:${id}`) : undefined;
-    if (!ref || ref.getSnapshot().status !== 'active') throw notFound(`sandbox "${id}"`);
+    const s = ref?.getSnapshot() as SandboxSnapshot | undefined;
+    if (!ref || s?.status !== 'active' || isPoolSlot(s)) throw notFound(`sandbox "${id}"`);
     return ref;
   }
 
@@ -248,7 +255,7 @@ export class Gateway {
     const views: SandboxView[] = [];
     for (const ref of this.sandboxRefs()) {
       const s = ref.getSnapshot() as SandboxSnapshot;
-      if (s.status === 'active') views.push(toView(s));
+      if (s.status === 'active' && !isPoolSlot(s)) views.push(toView(s));
     }
     return views;
   }
@@ -284,6 +291,8 @@ export class Gateway {
     const template = this.templates().find((t) => t.name === req.templateID);
     if (!template) throw notFound(`template "${req.templateID}"`);
     if (req.fromSnapshot) this.snapshotter(template.backend, 'create from snapshot');
+    const hit = await this.createFromPool(template.name, template.backend, req, started);
+    if (hit) return hit;
     let id = newSandboxId();
     while (this.actor.system.get(`sandbox:${id}`)) id = newSandboxId();
     const reqId = newReqId();
@@ -301,6 +310,7 @@ export class Gateway {
         metadata: req.metadata,
         envVars: req.envVars,
         fromSnapshot: req.fromSnapshot,
+        internet: req.internet ?? false,
       },
     });
     const ref = this.actor.system.get(`sandbox:${id}`);
@@ -326,6 +336,44 @@ export class Gateway {
     }
     observe('ok');
     return toView(ref.getSnapshot() as SandboxSnapshot);
+  }
+
+  /**
+   * Pool hit: take a frozen slot and check it out (a thaw plus bookkeeping). Only for requests a
+   * slot can serve as it is: default limits, no snapshot. null = miss, the caller creates cold.
+   */
+  private async createFromPool(template: string, backend: string, req: CreateRequest, started: bigint): Promise<SandboxView | null> {
+    // Slots are made without egress: a request for internet access goes cold.
+    if (backend !== 'jail' || req.fromSnapshot || req.internet) return null;
+    if (req.limits && (Object.keys(req.limits) as (keyof Limits)[]).some((k) => req.limits![k] !== DEFAULT_LIMITS[k])) return null;
+    const pool = (this.actor.getSnapshot().context as GatewayContext).pools[template];
+    if (!pool || pool.getSnapshot().status !== 'active') return null;
+    // A slot can vanish between TAKE and CHECKOUT (drained, failed): try the next one.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const { slot } = await request<{ slot: string | null }>(pool, { type: 'TAKE', reqId: newReqId() }, 5_000);
+      if (!slot) return null;
+      const ref = this.actor.system.get(`sandbox:${slot}`);
+      if (!ref || ref.getSnapshot().status !== 'active') continue;
+      try {
+        await request(
+          ref,
+          {
+            type: 'CHECKOUT',
+            reqId: newReqId(),
+            timeoutMs: req.timeoutMs ?? this.opts.defaultTimeoutMs ?? 300_000,
+            metadata: req.metadata,
+            envVars: req.envVars,
+          },
+          30_000,
+        );
+      } catch (err) {
+        if (err instanceof CoppiceError && err.code === 'conflict') continue;
+        throw err;
+      }
+      this.metrics.createSeconds.observe({ backend, outcome: 'pool' }, Number(process.hrtime.bigint() - started) / 1e9);
+      return toView(ref.getSnapshot() as SandboxSnapshot);
+    }
+    return null;
   }
 
   async destroy(id: string): Promise<void> {
@@ -487,6 +535,9 @@ export class Gateway {
   }
 }
 
+/** A pool slot nobody has taken yet is the pool's, not a caller's sandbox. */
+const isPoolSlot = (s: SandboxSnapshot) => s.context.pooled && s.matches('warm');
+
 function poolView(ref: AnyActorRef): PoolView {
   const s = ref.getSnapshot();
   const c = s.context as PoolContext;
@@ -520,5 +571,6 @@ function toView(s: SandboxSnapshot): SandboxView {
     cpuCount: c.limits.cpus,
     memoryMB: c.limits.memoryMiB,
     processes: c.procs.length,
+    allowInternetAccess: c.internet,
   };
 }

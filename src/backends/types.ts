@@ -24,6 +24,8 @@ export interface CreateSpec {
   id: string;
   template: Template;
   limits: Limits;
+  /** Egress beyond the host (E2B's allow_internet_access); off by default. */
+  internet?: boolean;
   /** Start with the files of this snapshot (same template). `consume`: the snapshot is used up (fork). */
   fromSnapshot?: { snapshotID: string; consume?: boolean };
 }
@@ -71,6 +73,11 @@ export interface ExecProcess {
   readonly exited: Promise<ExecExit>;
   /** Deliver a signal to the command inside the sandbox. */
   kill(signal: NodeJS.Signals): void;
+  /**
+   * The command's PID as seen inside the sandbox (its own PID namespace), once known; null when the
+   * backend cannot tell or the command was gone before it could be read. Optional: absent = unknown.
+   */
+  pid?(): Promise<number | null>;
 }
 
 export interface LiveSandbox {

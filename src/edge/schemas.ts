@@ -37,6 +37,8 @@ export const createSandboxBody = z
     metadata: metadata.optional(),
     envVars: envMap.optional(),
     limits: limitsSchema.optional(),
+    /** E2B's field: egress beyond the host (default off). */
+    allow_internet_access: z.boolean().optional(),
   })
   .passthrough()
   .superRefine((b, ctx) => {

@@ -69,7 +69,7 @@ function fakeGateway(opts: FakeOptions = {}) {
         provisioned.push(input.id);
         return { ip: '10.78.0.2', handle: { id: input.id } };
       }),
-      claim: fromPromise<void, { handle: unknown }>(async () => {}),
+      claim: fromPromise<void, { handle: unknown; pooled: boolean }>(async () => {}),
       teardown: fromPromise<void, { handle: unknown; id: string }>(({ input }) => {
         teardowns.push(input.id);
         return opts.hangTeardown ? new Promise<void>(() => {}) : Promise.resolve();
@@ -96,9 +96,9 @@ function fakeGateway(opts: FakeOptions = {}) {
       startup: fromPromise<void>(() => opts.startup ?? Promise.resolve()),
       pool: poolMachine.provide({
         actors: {
-          warm: fromPromise<PoolStats, { template: string; count: number }>(async () => ({ available: 0, inUse: 0 })),
-          stats: fromPromise<PoolStats, { template: string }>(async () => ({ available: 0, inUse: 0 })),
-          drain: fromPromise<void, { template: string }>(({ input }) => {
+          warm: fromPromise<PoolStats, { template: string; count: number; slots: string[] }>(async () => ({ available: 0, inUse: 0 })),
+          stats: fromPromise<PoolStats, { template: string; slots: string[] }>(async () => ({ available: 0, inUse: 0 })),
+          drain: fromPromise<void, { template: string; slots: string[] }>(({ input }) => {
             poolDrains.push(input.template);
             return opts.hangPoolDrain ? new Promise<void>(() => {}) : Promise.resolve();
           }),

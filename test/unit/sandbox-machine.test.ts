@@ -118,7 +118,7 @@ function fakes() {
     },
     actors: {
       provision: effect<Provisioned, ProvisionInput>('provision'),
-      claim: effect<void, { handle: unknown }>('claim'),
+      claim: effect<void, { handle: unknown; pooled: boolean }>('claim'),
       pause: effect<void, { handle: unknown }>('pause'),
       resume: effect<void, { handle: unknown }>('resume'),
       teardown: effect<void, { handle: unknown; id: string }>('teardown'),
@@ -217,16 +217,17 @@ async function ready(t: TestContext, over: Partial<SandboxInput> = {}): Promise<
 // ---------------------------------------------------------------------------------------------
 // The model: paths from xstate/graph
 
-const INVOKING_STATES: Record<Effect, string> = {
-  provision: 'sandbox.warm.provisioning',
-  claim: 'sandbox.checkout',
-  pause: 'sandbox.live.activity.pausing',
-  resume: 'sandbox.live.activity.resuming',
-  teardown: 'sandbox.draining',
+const INVOKING_STATES: Record<Effect, string[]> = {
+  provision: ['sandbox.warm.provisioning'],
+  claim: ['sandbox.checkout'],
+  // Pool slots are frozen by the same effect before they park in standby.
+  pause: ['sandbox.live.activity.pausing', 'sandbox.warm.parking'],
+  resume: ['sandbox.live.activity.resuming'],
+  teardown: ['sandbox.draining'],
 };
-const invokeIdOf = (effect: Effect): string => sandboxMachine.getStateNodeById(INVOKING_STATES[effect]).invoke[0]!.id;
+const invokeIdOf = (state: string): string => sandboxMachine.getStateNodeById(state).invoke[0]!.id;
 const EFFECT_OF_INVOKE = new Map<string, Effect>(
-  (Object.keys(INVOKING_STATES) as Effect[]).map((e) => [invokeIdOf(e), e]),
+  (Object.keys(INVOKING_STATES) as Effect[]).flatMap((e) => INVOKING_STATES[e].map((st) => [invokeIdOf(st), e] as [string, Effect])),
 );
 
 type ModelEvent = SandboxEvent | { type: string; actorId?: string; output?: unknown; error?: unknown };
@@ -236,10 +237,12 @@ let modelProcessSeq = 0;
 function modelEvents(s: SandboxSnapshot): ModelEvent[] {
   const events: ModelEvent[] = [];
   for (const effect of Object.keys(INVOKING_STATES) as Effect[]) {
-    if (!s._nodes.some((n) => n.id === INVOKING_STATES[effect])) continue;
-    const id = invokeIdOf(effect);
-    events.push({ type: `xstate.done.actor.${id}`, output: effect === 'provision' ? PROVISIONED : undefined });
-    events.push({ type: `xstate.error.actor.${id}`, error: new BackendError('backend_failed', `${effect} failed`) });
+    for (const state of INVOKING_STATES[effect]) {
+      if (!s._nodes.some((n) => n.id === state)) continue;
+      const id = invokeIdOf(state);
+      events.push({ type: `xstate.done.actor.${id}`, output: effect === 'provision' ? PROVISIONED : undefined });
+      events.push({ type: `xstate.error.actor.${id}`, error: new BackendError('backend_failed', `${effect} failed`) });
+    }
   }
   events.push(
     { type: 'DESTROY' },
@@ -286,7 +289,7 @@ const steps = (p: Path) => p.steps.filter((s) => s.event.type !== 'xstate.init')
 const pathName = (p: Path) => `${describeState(p.state.value)}${p.state.context.doomed ? ' (doomed)' : ''} <- ${steps(p).map((s) => label(s.event)).join(' > ') || 'start'}`;
 
 /** States with an async step in flight: a doomed sandbox may wait there, and only there. */
-const SETTLING = ['sandbox.warm.provisioning', 'sandbox.checkout', 'sandbox.live.activity.pausing', 'sandbox.live.activity.resuming', 'sandbox.draining'];
+const SETTLING = ['sandbox.warm.provisioning', 'sandbox.warm.parking', 'sandbox.checkout', 'sandbox.live.activity.pausing', 'sandbox.live.activity.resuming', 'sandbox.draining'];
 const lostDestroy = (s: SandboxSnapshot) =>
   s.status === 'active' && s.context.doomed && !s._nodes.some((n) => SETTLING.includes(n.id));
 const LOST_DESTROY_BUG =
@@ -374,7 +377,7 @@ describe('sandbox model: every shortest path replays on a real actor', () => {
         const expected = mode.input.adopt
           ? ['ready', 'exec', 'pausing', 'paused', 'resuming', 'draining', 'gone', 'failed']
           : ['provisioning', 'checkout', 'ready', 'exec', 'pausing', 'paused', 'resuming', 'draining', 'gone', 'failed'];
-        if (mode.input.pooled) expected.push('standby');
+        if (mode.input.pooled) expected.push('parking', 'standby');
         for (const s of expected) assert.ok(reached.has(s), `no path reaches ${s}`);
         if (mode.input.adopt) assert.ok(!reached.has('provisioning'), 'a re-adopted sandbox is never provisioned again');
       });
@@ -409,7 +412,7 @@ describe('sandbox creation', () => {
     const s = start(t, input({ reqId: 'create' }));
     await flush();
     assert.deepEqual(s.value(), { warm: 'provisioning' });
-    assert.deepEqual(s.f.callsOf('provision')[0]!.input, { id: 'sb1', template: 'base', backend: 'jail', limits: LIMITS, fromSnapshot: null });
+    assert.deepEqual(s.f.callsOf('provision')[0]!.input, { id: 'sb1', template: 'base', backend: 'jail', limits: LIMITS, fromSnapshot: null, internet: false });
     await s.f.resolve('provision');
     assert.equal(s.value(), 'checkout');
     assert.equal(s.f.callsOf('claim')[0]!.input.handle, HANDLE);
@@ -515,11 +518,15 @@ describe('sandbox creation', () => {
 });
 
 describe('pool slots', () => {
-  test('a pooled sandbox waits in warm.standby until CHECKOUT, then goes live and answers the checkout', async (t) => {
-    const s = start(t, input({ pooled: true }));
+  test('a pooled sandbox is frozen, parks in warm.standby until CHECKOUT, then goes live and answers the checkout', async (t) => {
+    const s = start(t, input({ pooled: true, reqId: 'slot' }));
     await flush();
     await s.f.resolve('provision');
+    assert.deepEqual(s.value(), { warm: 'parking' });
+    assert.equal(s.f.callsOf('pause').length, 1, 'frozen before it parks');
+    await s.f.resolve('pause');
     assert.deepEqual(s.value(), { warm: 'standby' });
+    assert.deepEqual(s.replyTo('slot').map((r) => r.ok), [true], 'the pool is told the slot is ready');
     assert.equal(s.f.callsOf('claim').length, 0, 'not claimed before a caller asks');
     const before = Date.now();
     await s.send({ type: 'CHECKOUT', reqId: 'co', timeoutMs: 10 * 60_000 });
@@ -527,7 +534,8 @@ describe('pool slots', () => {
     assert.equal(s.actor.getSnapshot().context.pending, 'co');
     await s.f.resolve('claim');
     assert.deepEqual(s.value(), READY);
-    assert.deepEqual(s.replies, [{ type: 'reply', reqId: 'co', ok: true }]);
+    assert.deepEqual(s.replyTo('co'), [{ type: 'reply', reqId: 'co', ok: true }]);
+    assert.equal((s.f.callsOf('claim')[0]!.input as { pooled?: boolean }).pooled, true, 'claim thaws a pool slot');
     const { endAt } = s.actor.getSnapshot().context;
     assert.ok(endAt >= before + 10 * 60_000 && endAt <= Date.now() + 10 * 60_000, 'the TTL starts at checkout');
   });
@@ -536,6 +544,7 @@ describe('pool slots', () => {
     const s = start(t, input({ pooled: true }));
     await flush();
     await s.f.resolve('provision');
+    await s.f.resolve('pause');
     await s.send({ type: 'DRAIN' });
     assert.equal(s.value(), 'draining');
     assert.equal(s.f.callsOf('teardown')[0]!.input.handle, HANDLE);

@@ -22,6 +22,7 @@ export function sandboxRoutes(router: Router, gw: Gateway): void {
         metadata: b.metadata,
         envVars: b.envVars,
         limits: b.limits,
+        internet: b.allow_internet_access ?? false,
       });
       return { status: 201, body: view };
     })

@@ -1,0 +1,119 @@
+// The pool machine's effects, per backend.
+// bhyve: the slots are pool-ctl guests (warm / list --json / drain).
+// jail: the slots are sandbox actors spawned with `pooled: true`, parked frozen in warm.standby.
+import { fromPromise, type AnyActorRef } from 'xstate';
+import { poolMachine, type PoolStats } from '../../machines/pool.ts';
+import type { SandboxContext } from '../../machines/sandbox.ts';
+import { CoppiceError } from '../errors.ts';
+import { DEFAULT_LIMITS } from '../backends/types.ts';
+import type { Backends } from './effects.ts';
+import { newReqId, awaitReply, whenDone } from './request.ts';
+import { randomBytes } from 'node:crypto';
+
+type System = { get(id: string): AnyActorRef | undefined };
+type Snap = { status: string; context: SandboxContext; matches(v: unknown): boolean };
+
+/** How many pool slots are created at once (each is a full runc create). */
+const WARM_CONCURRENCY = 4;
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+const slotId = () => Array.from(randomBytes(10), (b) => ALPHABET[b % ALPHABET.length]).join('');
+
+function standby(system: System, slots: string[]): string[] {
+  return slots.filter((id) => {
+    const s = system.get(`sandbox:${id}`)?.getSnapshot() as Snap | undefined;
+    return s?.status === 'active' && s.matches({ warm: 'standby' });
+  });
+}
+
+/** Spawn one pooled sandbox through the gateway and wait until it is parked. */
+async function spawnSlot(system: System, template: string): Promise<string> {
+  const gateway = system.get('gateway');
+  if (!gateway) throw new CoppiceError('internal', 'gateway actor not found');
+  let id = slotId();
+  while (system.get(`sandbox:${id}`)) id = slotId();
+  const reqId = newReqId();
+  const refusal = awaitReply(gateway, reqId, 120_000, 'pool slot');
+  gateway.send({
+    type: 'SPAWN',
+    reqId,
+    input: { id, template, backend: 'jail', timeoutMs: 0, limits: DEFAULT_LIMITS, pooled: true },
+  });
+  const ref = system.get(`sandbox:${id}`);
+  if (!ref) {
+    await refusal.promise;
+    throw new CoppiceError('internal', 'pool slot was not spawned');
+  }
+  refusal.cancel();
+  await awaitReply(ref, reqId, 120_000, 'pool slot').promise;
+  return id;
+}
+
+async function warmJail(system: System, template: string, count: number, slots: string[]): Promise<PoolStats> {
+  const ready = standby(system, slots);
+  const made: string[] = [];
+  let firstError: unknown = null;
+  let need = count - ready.length;
+  const worker = async () => {
+    while (need > 0) {
+      need -= 1;
+      try {
+        made.push(await spawnSlot(system, template));
+      } catch (err) {
+        firstError ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(WARM_CONCURRENCY, Math.max(0, need)) }, worker));
+  if (firstError && made.length === 0 && ready.length < count) throw firstError;
+  const all = [...ready, ...made];
+  return { available: all.length, inUse: 0, slots: all };
+}
+
+async function drainJail(system: System, slots: string[]): Promise<void> {
+  await Promise.all(
+    standby(system, slots).map(async (id) => {
+      const ref = system.get(`sandbox:${id}`);
+      if (!ref) return;
+      ref.send({ type: 'DESTROY' });
+      await whenDone(ref, 60_000).catch(() => {});
+    }),
+  );
+}
+
+export function providePool(backends: Backends) {
+  const bhyve = () => {
+    const b = backends.bhyve;
+    if (!b) throw new CoppiceError('unsupported', 'bhyve backend is not enabled on this gateway');
+    return b;
+  };
+  const bhyveStats = async (template: string, signal?: AbortSignal): Promise<PoolStats> => {
+    const list = await bhyve().pool(signal);
+    const t = list.templates[template];
+    return { available: t?.available ?? 0, inUse: t?.in_use ?? 0 };
+  };
+  const kindOf = (system: System, template: string) =>
+    ((system.get(`pool:${template}`)?.getSnapshot() as { context?: { backend?: string } } | undefined)?.context?.backend ?? 'bhyve');
+
+  return poolMachine.provide({
+    actors: {
+      warm: fromPromise<PoolStats, { template: string; count: number; slots: string[] }>(async ({ input, system, signal }) => {
+        if (kindOf(system, input.template) === 'jail') return warmJail(system, input.template, input.count, input.slots);
+        const pool = system.get(`pool:${input.template}`);
+        await bhyve().warm(input.template, input.count, (line) => pool?.send({ type: 'PROGRESS', line }), signal);
+        return bhyveStats(input.template, signal);
+      }),
+      stats: fromPromise<PoolStats, { template: string; slots: string[] }>(async ({ input, system, signal }) => {
+        if (kindOf(system, input.template) === 'jail') {
+          const slots = standby(system, input.slots);
+          return { available: slots.length, inUse: 0, slots };
+        }
+        return bhyveStats(input.template, signal);
+      }),
+      drain: fromPromise<void, { template: string; slots: string[] }>(async ({ input, system, signal }) => {
+        if (kindOf(system, input.template) === 'jail') return drainJail(system, input.slots);
+        await bhyve().drain(input.template, signal);
+      }),
+    },
+  });
+}
