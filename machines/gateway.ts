@@ -55,6 +55,8 @@ export interface GatewayContext {
 
 export type GatewayEvent =
   | { type: 'SPAWN'; reqId: string; input: SandboxInput }
+  // A sandbox found alive after a restart (reconciliation, while starting).
+  | { type: 'ADOPT'; input: SandboxInput }
   | { type: 'SIGINT' }
   | { type: 'SHARD_DRAINED'; index: number }
   | { type: 'TEMPLATES'; templates: TemplateEntry[] }
@@ -99,9 +101,9 @@ export const gatewayMachine = setup({
   },
   actions: {
     routeSpawn: enqueueActions(({ enqueue, context, event }) => {
-      if (event.type !== 'SPAWN') return;
+      if (event.type !== 'SPAWN' && event.type !== 'ADOPT') return;
       const shard = context.shards[shardOf(event.input.id, context.shards.length)]!;
-      enqueue.sendTo(shard, { type: 'SPAWN', input: { ...event.input, reqId: event.reqId } });
+      enqueue.sendTo(shard, { type: 'SPAWN', input: event.type === 'SPAWN' ? { ...event.input, reqId: event.reqId } : event.input });
     }),
     refuseSpawn: emit(({ event, self }) => {
       const draining = !self.getSnapshot().matches('starting');
@@ -183,7 +185,9 @@ export const gatewayMachine = setup({
         scanning: {
           on: { TEMPLATES: { target: 'warming', actions: 'ensurePools' } },
         },
+        // Reconciliation (re-adopting what survived a restart), then e.g. the startup warm.
         warming: {
+          on: { ADOPT: { actions: 'routeSpawn' } },
           invoke: {
             src: 'startup',
             onDone: '#gateway.serving',

@@ -171,6 +171,10 @@ export const sandboxMachine = setup({
     // Placeholders: src/ provides the shared expiry timer (src/actors/reaper.ts).
     scheduleExpiry: () => {},
     cancelExpiry: () => {},
+    // Placeholders: src/ keeps a durable record of every live sandbox (src/actors/store.ts),
+    // so a restarted gateway can re-adopt it.
+    persist: () => {},
+    forget: () => {},
     startProcess: enqueueActions(({ enqueue, event, context }) => {
       if (event.type !== 'EXEC') return;
       const id = `proc:${event.processId}`;
@@ -335,6 +339,7 @@ export const sandboxMachine = setup({
     },
     live: {
       type: 'parallel',
+      entry: 'persist',
       exit: 'cancelExpiry',
       on: {
         DESTROY: { target: 'draining' },
@@ -342,7 +347,7 @@ export const sandboxMachine = setup({
         // Stale EXPIREs (endAt moved after it was scheduled) are ignored.
         EXPIRE: { guard: 'expired', target: 'draining' },
         SET_TIMEOUT: {
-          actions: ['setTimeout', 'resetClock', emit(({ event }) => ({ type: 'reply', reqId: event.reqId, ok: true }) as const)],
+          actions: ['setTimeout', 'persist', 'resetClock', emit(({ event }) => ({ type: 'reply', reqId: event.reqId, ok: true }) as const)],
         },
       },
       states: {
@@ -355,7 +360,7 @@ export const sandboxMachine = setup({
                 EXEC: { target: 'exec', actions: 'startProcess' },
                 PAUSE: { target: 'pausing', actions: 'takePending' },
                 CONNECT: {
-                  actions: ['extendTimeout', 'resetClock', emit(({ event }) => ({ type: 'reply', reqId: event.reqId, ok: true, value: { resumed: false } }) as const)],
+                  actions: ['extendTimeout', 'persist', 'resetClock', emit(({ event }) => ({ type: 'reply', reqId: event.reqId, ok: true, value: { resumed: false } }) as const)],
                 },
               },
             },
@@ -366,7 +371,7 @@ export const sandboxMachine = setup({
                 EXEC: { actions: 'startProcess' },
                 PAUSE: { target: 'pausing', actions: 'takePending' },
                 CONNECT: {
-                  actions: ['extendTimeout', 'resetClock', emit(({ event }) => ({ type: 'reply', reqId: event.reqId, ok: true, value: { resumed: false } }) as const)],
+                  actions: ['extendTimeout', 'persist', 'resetClock', emit(({ event }) => ({ type: 'reply', reqId: event.reqId, ok: true, value: { resumed: false } }) as const)],
                 },
               },
             },
@@ -422,7 +427,7 @@ export const sandboxMachine = setup({
               on: {
                 SNAPSHOT: { target: 'snapshottingPaused', actions: 'takePending' },
                 RESUME: { target: 'resuming', actions: 'takePending' },
-                CONNECT: { target: 'resuming', actions: ['takePending', 'extendTimeout', 'resetClock'] },
+                CONNECT: { target: 'resuming', actions: ['takePending', 'extendTimeout', 'persist', 'resetClock'] },
               },
             },
             resuming: {
@@ -471,16 +476,16 @@ export const sandboxMachine = setup({
     gone: {
       type: 'final',
       // A create that was doomed before it completed still gets its answer.
-      entry: enqueueActions(({ enqueue, context }) => {
+      entry: ['forget', enqueueActions(({ enqueue, context }) => {
         if (context.pending) {
           enqueue.emit({ type: 'reply', reqId: context.pending, ok: false, error: fail('conflict', 'sandbox was destroyed while it was being created') });
           enqueue.assign({ pending: null });
         }
-      }),
+      })],
     },
     failed: {
       type: 'final',
-      entry: ['replyError', 'clearPending'],
+      entry: ['forget', 'replyError', 'clearPending'],
     },
   },
   output: ({ context }) => ({ id: context.id, error: context.error }),

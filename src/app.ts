@@ -5,6 +5,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Gateway } from './actors/gateway.ts';
+import { reconcile } from './actors/reconcile.ts';
+import { SandboxStore } from './actors/store.ts';
 import type { Backends } from './actors/effects.ts';
 import { createBhyveBackend } from './backends/bhyve/backend.ts';
 import type { Backend } from './backends/types.ts';
@@ -33,6 +35,11 @@ export async function platformJailBackend(config: Config, logger: Logger): Promi
   if (process.platform === 'linux') {
     const { createLinuxJailBackend } = await import('./backends/jail/linux/index.ts');
     return createLinuxJailBackend({ stateDir: config.stateDir, subnet: config.jailSubnet, logger });
+  }
+  if (process.platform === 'freebsd') {
+    // Untested on real FreeBSD (no FreeBSD host in CI): see src/backends/jail/freebsd/.
+    const { createFreebsdJailBackend } = await import('./backends/jail/freebsd/index.ts');
+    return createFreebsdJailBackend({ subnet: config.jailSubnet, logger });
   }
   throw new Error(`no jail driver for platform ${process.platform}`);
 }
@@ -95,6 +102,7 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
         }
       : {}),
   };
+  const store = new SandboxStore(config.stateDir);
   const gateway = new Gateway({
     backends,
     roots: { templatesRoot: config.templatesRoot, bhyveTemplatesRoot: config.bhyveTemplatesRoot },
@@ -102,7 +110,12 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
     shardCount: deps.shardCount,
     drainDeadlineMs: config.drainTimeout * 1000,
     jailPool: { size: config.jailPoolSize, templates: config.jailPoolTemplates ? config.jailPoolTemplates.split(',') : null },
-    startup: () => startupWarm(gatewayRef!, config, logger),
+    store,
+    startup: async () => {
+      const r = await reconcile(store, backends, gatewayRef!.actor, logger);
+      if (r.adopted.length + r.orphanRecords.length + r.orphanSandboxes.length > 0) logger.info({ ...r }, 'reconciled');
+      await startupWarm(gatewayRef!, config, logger);
+    },
   });
   gatewayRef = gateway;
   gateway.start();

@@ -4,7 +4,7 @@ import { gatewayMachine } from '../../machines/gateway.ts';
 import { processMachine } from '../../machines/process.ts';
 import { gatewayRegistry, gatewayShard } from '../../machines/gateway.ts';
 import type { RegistryContext } from '../../machines/registry.ts';
-import { sandboxMachine, type ProvisionInput } from '../../machines/sandbox.ts';
+import { sandboxMachine, type ProvisionInput, type SandboxContext } from '../../machines/sandbox.ts';
 import type { BackendKind, Limits, Provisioned } from '../../machines/types.ts';
 import type { Backend, SandboxHandle, SnapshotRecord } from '../backends/types.ts';
 import type { BhyveBackend } from '../backends/bhyve/backend.ts';
@@ -12,6 +12,7 @@ import { CoppiceError, notFound, unsupported } from '../errors.ts';
 import { scanTemplates, type ScanRoots } from '../registry/scan.ts';
 import { providePool } from './pool-effects.ts';
 import type { Reaper } from './reaper.ts';
+import type { SandboxRecord, SandboxStore } from './store.ts';
 import { createRunner } from './runner.ts';
 
 export interface Backends {
@@ -23,6 +24,8 @@ export interface EffectDeps {
   backends: Backends;
   /** The shared endAt timer (one per gateway). */
   reaper: Reaper;
+  /** Durable records of live sandboxes (absent: nothing survives a restart). */
+  store?: SandboxStore;
   roots: ScanRoots;
   /** Runs after the first template scan, before the gateway serves (e.g. the bhyve startup warm). */
   startup?: (system: { get(id: string): AnyActorRef | undefined }) => Promise<void>;
@@ -45,6 +48,8 @@ export function provideGateway(deps: EffectDeps) {
     actions: {
       scheduleExpiry: ({ context, self }) => deps.reaper.schedule(self, context.endAt),
       cancelExpiry: ({ self }) => deps.reaper.cancel(self),
+      persist: ({ context }) => deps.store?.save(recordOf(context)),
+      forget: ({ context }) => deps.store?.remove(context.id),
     },
     actors: {
       process,
@@ -125,3 +130,22 @@ export function provideGateway(deps: EffectDeps) {
   });
 }
 
+
+function recordOf(c: SandboxContext): SandboxRecord {
+  const handle = c.handle as SandboxHandle;
+  return {
+    id: c.id,
+    template: c.template,
+    backend: c.backend,
+    ip: c.ip ?? handle.ip,
+    limits: c.limits,
+    metadata: c.metadata,
+    envVars: c.envVars,
+    internet: c.internet,
+    createdAt: c.createdAt,
+    startedAt: c.startedAt ?? c.createdAt,
+    endAt: c.endAt,
+    timeoutMs: c.timeoutMs,
+    handle,
+  };
+}

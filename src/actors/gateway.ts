@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { createActor, type Actor, type AnyActorRef } from 'xstate';
 import type { GatewayContext, StopReason } from '../../machines/gateway.ts';
 import type { PoolContext } from '../../machines/pool.ts';
+import type { ProcessOutput, RunnerCommand } from '../../machines/process.ts';
 import type { RegistryContext, ScanResult, TemplateEntry } from '../../machines/registry.ts';
 import { describe, type SandboxContext } from '../../machines/sandbox.ts';
 import type { ExecRequest, Limits, ProcessExit } from '../../machines/types.ts';
@@ -16,6 +17,7 @@ import { provideGateway, type Backends, type EffectDeps } from './effects.ts';
 import { ProcessChannel, type ChannelOptions } from './process-channel.ts';
 import { ProcessTable, type ProcessEntry, type ProcessKind } from './process-table.ts';
 import { Reaper } from './reaper.ts';
+import type { SandboxStore } from './store.ts';
 import { awaitReply, newReqId, request, whenDone } from './request.ts';
 
 export type Lifecycle = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -27,6 +29,8 @@ export interface GatewayOptions {
   logger: Logger;
   shardCount?: number;
   drainDeadlineMs?: number;
+  /** Durable sandbox records (re-adoption after a restart). */
+  store?: SandboxStore;
   /** Warm pools of frozen jail sandboxes (size per template; templates null = every jail template). */
   jailPool?: { size: number; templates: string[] | null };
   defaultTimeoutMs?: number;
@@ -136,6 +140,7 @@ export class Gateway {
     );
     const machine = provideGateway({
       reaper: this.reaper,
+      store: opts.store,
       backends: opts.backends,
       roots: opts.roots,
       startup: opts.startup,
@@ -452,15 +457,38 @@ export class Gateway {
 
   /** Start a command; its bytes and exit arrive on the returned channel. */
   async startProcess(id: string, req: ExecRequest, opts: ChannelOptions & { kind?: ProcessKind } = {}): Promise<ProcessChannel> {
+    const { channel, proc } = await this.spawnProcess(id, req, opts);
+    this.processes.add(id, channel, proc, { kind: opts.kind ?? 'stream', stdinOpen: req.keepStdinOpen ?? false });
+    return channel;
+  }
+
+  /**
+   * A helper command run on a client's behalf (the E2B file API's small shell commands): like
+   * startProcess, but not in the process table (never listed, never re-attached). Stdin, EOF and
+   * signals go through `send`.
+   */
+  async startHelper(id: string, req: ExecRequest, opts: ChannelOptions = {}): Promise<{ channel: ProcessChannel; send(cmd: RunnerCommand): void }> {
+    const { channel, proc } = await this.spawnProcess(id, req, opts);
+    // As in the process table: the actor's output settles a command whose runner never reported.
+    const sub = proc?.subscribe({
+      complete: () => {
+        const out = (proc.getSnapshot() as { output?: ProcessOutput }).output;
+        if (out) channel.finish(out.exit);
+        queueMicrotask(() => sub?.unsubscribe());
+      },
+      error: () => undefined,
+    });
+    return { channel, send: (cmd) => proc?.send(cmd) };
+  }
+
+  private async spawnProcess(id: string, req: ExecRequest, opts: ChannelOptions): Promise<{ channel: ProcessChannel; proc: AnyActorRef | undefined }> {
     const ref = this.ref(id);
     const ctx = (ref.getSnapshot() as SandboxSnapshot).context;
     const processId = String(++this.processSeq);
     const channel = new ProcessChannel(processId, req.argv, opts);
     const request_: ExecRequest = { ...req, env: { ...ctx.envVars, ...req.env } };
     await request(ref, { type: 'EXEC', reqId: newReqId(), processId, request: request_, channel }, 10_000);
-    const proc = this.actor.system.get(`process:${id}:${processId}`) as AnyActorRef | undefined;
-    this.processes.add(id, channel, proc, { kind: opts.kind ?? 'stream', stdinOpen: req.keepStdinOpen ?? false });
-    return channel;
+    return { channel, proc: this.actor.system.get(`process:${id}:${processId}`) as AnyActorRef | undefined };
   }
 
   /** A command of this sandbox, running or recently finished (404 otherwise). */

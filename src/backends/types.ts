@@ -82,7 +82,10 @@ export interface ExecProcess {
 
 export interface LiveSandbox {
   id: string;
+  /** unknown: residue of a sandbox (e.g. a half-made one) that must be cleaned up, not adopted. */
   state: 'running' | 'paused' | 'unknown';
+  /** Backend-private handle data needed to destroy it (bhyve: the vm). */
+  data?: Record<string, unknown>;
 }
 
 export interface Backend {
@@ -101,6 +104,8 @@ export interface Backend {
   snapshot?(handle: SandboxHandle, snapshotID: string): Promise<SnapshotRecord>;
   deleteSnapshot?(snapshotID: string): Promise<void>;
   listSnapshots?(): Promise<SnapshotRecord[]>;
+  /** Take back a live sandbox found after a gateway restart (address, connections, bookkeeping). */
+  adopt?(handle: SandboxHandle): Promise<void>;
   /** Sandboxes this backend has on the host (for reconciliation and leak checks). */
   listLive(): Promise<LiveSandbox[]>;
   /** Release host-wide resources at gateway stop (not sandboxes; those are destroyed by their actors). */

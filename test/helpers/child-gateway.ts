@@ -18,8 +18,8 @@ export interface ChildGateway {
   api(method: string, path: string, body?: unknown): Promise<Response>;
 }
 
-export async function startChildGateway(args: string[] = [], env: Record<string, string> = {}): Promise<ChildGateway> {
-  const stateDir = mkdtempSync(join(tmpdir(), 'coppice-child-'));
+export async function startChildGateway(args: string[] = [], env: Record<string, string> = {}, reuseStateDir?: string): Promise<ChildGateway> {
+  const stateDir = reuseStateDir ?? mkdtempSync(join(tmpdir(), 'coppice-child-'));
   const key = `k-${Math.random().toString(36).slice(2)}`;
   const proc = spawn(
     process.execPath,

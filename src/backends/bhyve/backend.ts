@@ -111,6 +111,12 @@ export function createBhyveBackend(opts: BhyveBackendOptions): BhyveBackend {
       return { id: spec.id, backend: 'bhyve', template, ip: co.ip, data: { vm: co.vm } };
     },
 
+    async adopt(handle: SandboxHandle): Promise<void> {
+      vmOf(handle);
+      // Dialled on first exec (a paused guest cannot answer a handshake now).
+      conns.set(handle.id, new GuestConnection({ host: handle.ip, keyPath, readyTimeoutMs: opts.sshReadyTimeoutMs }));
+    },
+
     async destroy(handle: SandboxHandle): Promise<void> {
       conns.get(handle.id)?.close();
       conns.delete(handle.id);
@@ -140,6 +146,7 @@ export function createBhyveBackend(opts: BhyveBackendOptions): BhyveBackend {
         .map((v) => ({
           id: v.owner ?? v.vm,
           state: v.state === 'in_use' ? 'running' : v.state === 'paused' ? 'paused' : 'unknown',
+          data: { vm: v.vm },
         }));
     },
 

@@ -173,11 +173,16 @@ export class GuestConnection {
   /** Run a command; streams are raw bytes. Bad input (NUL in argv, bad env name) throws at once. */
   exec(spec: ExecSpec): ExecProcess {
     const execId = randomBytes(8).toString('hex');
-    return this.execCommand(buildRemoteCommand(spec, this.opts.defaultUser ?? 'root', execId), execId);
+    // The shell sshd starts prints its own PID first (the command keeps it: everything after is
+    // `exec`); the shim takes that line off stderr, so the command's stderr is untouched.
+    return this.execCommand(PID_PREFIX + buildRemoteCommand(spec, this.opts.defaultUser ?? 'root', execId), execId, true);
   }
 
-  /** Run an already-quoted command line through the guest's login shell. */
-  execCommand(command: string, execId?: string): ExecProcess {
+  /**
+   * Run an already-quoted command line through the guest's login shell. `reportsPid`: the command
+   * line starts with PID_PREFIX, whose line is taken off stderr and answers pid().
+   */
+  execCommand(command: string, execId?: string, reportsPid = false): ExecProcess {
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     const stdin = new PassThrough();
@@ -193,6 +198,12 @@ export class GuestConnection {
     });
     exited.catch(() => {}); // callers that never await `exited` must not crash the gateway
 
+    let resolvePid!: (pid: number | null) => void;
+    const pid = new Promise<number | null>((r) => (resolvePid = r));
+    // Bytes of stderr until the PID line is complete (null once it has been taken off).
+    let pidLine: Buffer | null = reportsPid ? Buffer.alloc(0) : null;
+    if (!reportsPid) resolvePid(null);
+
     let channel: ClientChannel | null = null;
     let finished = false;
     let pendingKill: NodeJS.Signals | null = null;
@@ -205,6 +216,12 @@ export class GuestConnection {
       // ssh2 never calls back a write to a closed channel; stop feeding it and discard stdin.
       if (channel) stdin.unpipe(channel);
       stdin.resume();
+      if (pidLine) {
+        // Never got a whole line: whatever came is the command's own stderr.
+        if (pidLine.length > 0) stderr.write(pidLine);
+        pidLine = null;
+      }
+      resolvePid(null);
       if (!stdout.writableEnded) stdout.end();
       if (!stderr.writableEnded) stderr.end();
       settle(r);
@@ -257,7 +274,20 @@ export class GuestConnection {
             else finish(backendFailed(`exec on ${this.host}: the SSH channel closed without an exit status`));
           };
           ch.on('data', (b: Buffer) => { if (!stdout.write(b)) { ch.pause(); stdout.once('drain', () => ch.resume()); } });
-          ch.stderr.on('data', (b: Buffer) => { if (!stderr.write(b)) { ch.stderr.pause(); stderr.once('drain', () => ch.stderr.resume()); } });
+          ch.stderr.on('data', (b: Buffer) => {
+            if (pidLine) {
+              const buf = Buffer.concat([pidLine, b]);
+              const nl = buf.indexOf(10);
+              if (nl < 0 && buf.length <= 24) return void (pidLine = buf);
+              pidLine = null;
+              const n = nl < 0 ? NaN : Number(buf.subarray(0, nl).toString('latin1'));
+              const ok = Number.isInteger(n) && n > 0;
+              resolvePid(ok ? n : null);
+              b = ok ? buf.subarray(nl + 1) : buf;
+              if (b.length === 0) return;
+            }
+            if (!stderr.write(b)) { ch.stderr.pause(); stderr.once('drain', () => ch.stderr.resume()); }
+          });
           ch.once('end', ended);
           ch.stderr.once('end', ended);
           ch.once('close', ended);
@@ -268,7 +298,7 @@ export class GuestConnection {
       (err: CoppiceError) => finish(err),
     );
 
-    return { stdout, stderr, stdin, exited, kill };
+    return { stdout, stderr, stdin, exited, kill, pid: () => pid };
   }
 
   /** Close the connection; in-flight execs fail, later execs are refused. */
@@ -289,6 +319,9 @@ export class GuestConnection {
     }
   }
 }
+
+/** Prints the PID of the shell sshd started (the command's, as it execs) as the first stderr line. */
+const PID_PREFIX = `printf '%s\\n' "$$" >&2; `;
 
 const SIGNAL_NAME = /^SIG[A-Z0-9]+$/;
 

@@ -7,6 +7,9 @@ export interface JailParams {
   devfsRuleset: number;
 }
 
+/** defer_destroy is `on` for a deleted snapshot that forks (clones) still keep alive. */
+export const SNAPSHOT_COLUMNS = ['name', 'defer_destroy', 'coppice:template', 'coppice:created', 'referenced'] as const;
+
 export const zfs = {
   /** A sandbox's filesystem: a clone of the template's (or a snapshot's) snapshot. */
   clone: (origin: string, n: FreebsdNames) => ['zfs', 'clone', '-o', `mountpoint=${n.mountpoint}`, origin, n.dataset],
@@ -16,10 +19,13 @@ export const zfs = {
   destroy: (dataset: string) => ['zfs', 'destroy', dataset],
   /** Deferred: a snapshot that still has clones (forks) goes away when its last clone does. */
   destroyDeferred: (snapshot: string) => ['zfs', 'destroy', '-d', snapshot],
-  snapshot: (name: string) => ['zfs', 'snapshot', name],
+  /** The API's record rides on the snapshot as user properties, so listing needs no state file. */
+  snapshot: (name: string, template: string, createdAt: string) =>
+    ['zfs', 'snapshot', '-o', `coppice:template=${template}`, '-o', `coppice:created=${createdAt}`, name],
   snapshotsOf: (dataset: string) => ['zfs', 'list', '-H', '-o', 'name', '-t', 'snapshot', '-d', '1', dataset],
-  /** Every sandbox snapshot with its defer_destroy flag (deleted-but-still-cloned ones say `on`). */
-  allSnapshots: (root: string) => ['zfs', 'list', '-H', '-o', 'name,defer_destroy', '-t', 'snapshot', '-r', `${root}/sandboxes`],
+  /** Every sandbox snapshot, tab-separated in SNAPSHOT_COLUMNS order (-p: sizes in bytes). */
+  allSnapshots: (root: string) => ['zfs', 'list', '-H', '-p', '-o', SNAPSHOT_COLUMNS.join(','), '-t', 'snapshot', '-r', `${root}/sandboxes`],
+  referenced: (snapshot: string) => ['zfs', 'get', '-H', '-p', '-o', 'value', 'referenced', snapshot],
   /** A destroyed sandbox whose snapshots outlive it: keep the dataset, unmounted, marked for reaping. */
   retire: (dataset: string) => ['zfs', 'set', 'canmount=noauto', 'coppice:retired=on', dataset],
   unmount: (dataset: string) => ['zfs', 'unmount', dataset],
@@ -31,6 +37,8 @@ export const net = {
   epairCreate: () => ['ifconfig', 'epair', 'create'],
   rename: (from: string, to: string) => ['ifconfig', from, 'name', to],
   bridgeAdd: (bridge: string, n: FreebsdNames) => ['ifconfig', bridge, 'addm', n.ifA, 'up'],
+  /** A private port forwards nothing to other private ports: sandboxes cannot reach each other at L2. */
+  isolate: (bridge: string, n: FreebsdNames) => ['ifconfig', bridge, 'private', n.ifA],
   up: (n: FreebsdNames) => ['ifconfig', n.ifA, 'up'],
   /** Destroying either end of an epair destroys both. */
   destroy: (ifname: string) => ['ifconfig', ifname, 'destroy'],

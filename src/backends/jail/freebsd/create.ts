@@ -75,6 +75,7 @@ export async function createSteps(
 
   at('bridge');
   await run(net.bridgeAdd(ctx.bridge, n));
+  await run(net.isolate(ctx.bridge, n)); // before the port comes up: no window where it is not private
   await run(net.up(n));
 
   at('jail');

@@ -19,7 +19,7 @@ const COMPONENT_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
 export interface Layout {
   /** Dataset under which `templates/` and `sandboxes/` live, e.g. `zroot/coppice`. */
   root: string;
-  /** Parent directory of the sandboxes' mountpoints, e.g. `/var/coppice/jails`. */
+  /** Parent directory of the sandboxes' mountpoints, e.g. `/var/lib/coppice/jails`. */
   jailsDir: string;
   /** Snapshot of each template dataset that sandboxes are cloned from. Default `base`. */
   templateSnapshot: string;

@@ -1,6 +1,6 @@
 // How the FreeBSD jail driver reaches the host: every command goes through a CommandRunner, so the
-// whole command plan can be recorded and asserted on Linux (recording-runner.ts). UNTESTED ON REAL
-// FREEBSD: there is no FreeBSD host here; only the argv sequences are checked.
+// whole command plan can be recorded and asserted on Linux (recording-runner.ts).
+// UNTESTED ON REAL FREEBSD: there is no FreeBSD host here; only the argv sequences are checked.
 import { execFile, spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 

@@ -95,6 +95,24 @@ export function startExec(input: StartExecInput): ExecProcess {
     for (const s of sigs) deliver(s);
   };
 
+  // The in-sandbox PID: the last NSpid field of the host pid's status. Read while runc still waits
+  // for the command (before that the pid file may not exist yet; after it the pid may be reused).
+  let nsPid: Promise<number | null> | undefined;
+  const readNsPid = (): Promise<number | null> =>
+    new Promise((resolve) => {
+      const since = Date.now();
+      const tick = () => {
+        if (done || reaped) return resolve(null);
+        const host = hostPid();
+        if (host === null) {
+          if (Date.now() - since > 30_000) return resolve(null);
+          return void setTimeout(tick, 2);
+        }
+        resolve(nsPidOf(host));
+      };
+      tick();
+    });
+
   const cleanup = () => {
     done = true;
     if (poll) clearTimeout(poll);
@@ -128,5 +146,20 @@ export function startExec(input: StartExecInput): ExecProcess {
         if (!poll) poll = setTimeout(flush, 5);
       }
     },
+    pid() {
+      return (nsPid ??= readNsPid());
+    },
   };
+}
+
+/** `NSpid:\t<host>\t...\t<innermost>` in /proc/<pid>/status: the last field is the sandbox's view. */
+export function nsPidOf(hostPid: number): number | null {
+  try {
+    const line = readFileSync(`/proc/${hostPid}/status`, 'utf8').split('\n').find((l) => l.startsWith('NSpid:'));
+    const last = line?.trim().split(/\s+/).pop();
+    const n = Number(last);
+    return Number.isInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
 }

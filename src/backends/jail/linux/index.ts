@@ -1,6 +1,6 @@
 // The jail backend's Linux driver: runc + overlayfs + a netns with a routed veth per sandbox
 // (DESIGN.md "Backends"). This file only sequences; each host mechanism lives in its own module.
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoppiceError, backendFailed, badRequest, conflict, notFound } from '../../../errors.ts';
@@ -9,7 +9,7 @@ import { AddressPool } from '../address-pool.ts';
 import { startExec } from './exec.ts';
 import { freeze, readFreezer, thaw } from './freezer.ts';
 import { deleteSnapshot, listSnapshots, readSnapshot, seedUpper, SNAPSHOT_ID, writeSnapshot } from './snapshot.ts';
-import { assertId, freezerStatePath, PREFIX, sandboxNames, type SandboxNames } from './names.ts';
+import { assertId, freezerStatePath, ID_RE, PREFIX, sandboxNames, type SandboxNames } from './names.ts';
 import { ensureNetnsDir, setupHostSide, setupSandboxSide, teardownNetwork, vethExists } from './network.ts';
 import { buildConfig, buildExecProcess, nofile } from './oci-config.ts';
 import { assertOverlaySafe, mountOverlay, seedEtcHosts, unmountRootfs } from './rootfs.ts';
@@ -259,17 +259,34 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       }
     },
 
+    async adopt(handle: SandboxHandle): Promise<void> {
+      assertId(handle.id);
+      busy.add(handle.id);
+      try {
+        pool.claim(handle.ip);
+      } catch (e) {
+        busy.delete(handle.id);
+        throw e;
+      }
+    },
+
     deleteSnapshot: (snapshotID: string) => deleteSnapshot(opts.stateDir, snapshotID),
     listSnapshots: () => listSnapshots(opts.stateDir),
 
     async listLive(): Promise<LiveSandbox[]> {
       const all = await runc.list();
-      return all
+      const live: LiveSandbox[] = all
         .filter((c) => c.id.startsWith(PREFIX))
         .map((c) => ({
           id: c.id.slice(PREFIX.length),
           state: c.status === 'running' ? 'running' : c.status === 'paused' ? 'paused' : 'unknown',
         }));
+      // A sandbox dir without a container is residue of a create or destroy cut short (crash).
+      const known = new Set(live.map((l) => l.id));
+      for (const id of readdirSync(join(opts.stateDir, 'sandboxes'))) {
+        if (!known.has(id) && ID_RE.test(id)) live.push({ id, state: 'unknown' });
+      }
+      return live;
     },
 
     defaultUser(template: Template): string {
