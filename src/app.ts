@@ -111,6 +111,9 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
     drainDeadlineMs: config.drainTimeout * 1000,
     jailPool: { size: config.jailPoolSize, templates: config.jailPoolTemplates ? config.jailPoolTemplates.split(',') : null },
     store,
+    maxSandboxes: config.maxSandboxes,
+    maxConcurrentCreates: config.maxConcurrentCreates,
+    createQueue: config.createQueue,
     startup: async () => {
       const r = await reconcile(store, backends, gatewayRef!.actor, logger);
       if (r.adopted.length + r.orphanRecords.length + r.orphanSandboxes.length > 0) logger.info({ ...r }, 'reconciled');
@@ -120,7 +123,7 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
   gatewayRef = gateway;
   gateway.start();
 
-  const edge = createEdge(gateway, { apiKeys: [deps.apiKey] });
+  const edge = createEdge(gateway, { apiKeys: [deps.apiKey], bodyLimit: config.bodyLimit });
   const { host, port } = splitListen(config.listen);
   await new Promise<void>((resolve, reject) => {
     edge.server.once('error', reject);

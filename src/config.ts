@@ -37,6 +37,10 @@ export const configSchema = z
     jailSubnet: cidr.default('10.78.0.0/24'),
     poolCtl: absPath.default('/usr/local/sbin/coppice-bhyve-pool-ctl.sh'),
     sshKey: absPath.default('/root/coppice-signing/pool-key'),
+    maxSandboxes: count.pipe(z.number().int().min(1).max(1_000_000)).default('500'),
+    maxConcurrentCreates: count.pipe(z.number().int().min(1).max(10_000)).default('32'),
+    createQueue: count.pipe(z.number().int().min(0).max(100_000)).default('128'),
+    bodyLimit: count.pipe(z.number().int().min(1024).max(1024 * 1024 * 1024)).default(String(32 * 1024 * 1024)),
     drainTimeout: count.pipe(z.number().int().min(1).max(3600)).default('30'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -57,6 +61,10 @@ const FLAGS = {
   'pool-ctl': 'poolCtl',
   'ssh-key': 'sshKey',
   'drain-timeout': 'drainTimeout',
+  'max-sandboxes': 'maxSandboxes',
+  'max-concurrent-creates': 'maxConcurrentCreates',
+  'create-queue': 'createQueue',
+  'body-limit': 'bodyLimit',
   'log-level': 'logLevel',
 } as const;
 

@@ -16,6 +16,7 @@ import type { ScanRoots } from '../registry/scan.ts';
 import { provideGateway, type Backends, type EffectDeps } from './effects.ts';
 import { ProcessChannel, type ChannelOptions } from './process-channel.ts';
 import { ProcessTable, type ProcessEntry, type ProcessKind } from './process-table.ts';
+import { Admission, TooManyRequests } from './admission.ts';
 import { Reaper } from './reaper.ts';
 import type { SandboxStore } from './store.ts';
 import { awaitReply, newReqId, request, whenDone } from './request.ts';
@@ -29,6 +30,11 @@ export interface GatewayOptions {
   logger: Logger;
   shardCount?: number;
   drainDeadlineMs?: number;
+  /** Live sandboxes at most (429 beyond). */
+  maxSandboxes?: number;
+  /** Creates running at once, and waiting beyond that (429 beyond both). */
+  maxConcurrentCreates?: number;
+  createQueue?: number;
   /** Durable sandbox records (re-adoption after a restart). */
   store?: SandboxStore;
   /** Warm pools of frozen jail sandboxes (size per template; templates null = every jail template). */
@@ -127,6 +133,7 @@ export class Gateway {
   readonly stopped: Promise<StopReason>;
   private readonly opts: GatewayOptions;
   private processSeq = 0;
+  private readonly admission: Admission;
   private readonly reaper = new Reaper();
   /** Every command per sandbox, running or recently finished (re-attach, listing). */
   readonly processes: ProcessTable;
@@ -134,6 +141,7 @@ export class Gateway {
   constructor(opts: GatewayOptions) {
     this.opts = opts;
     this.log = opts.logger;
+    this.admission = new Admission(opts.maxConcurrentCreates ?? 32, opts.createQueue ?? 128);
     this.metrics = createMetrics(
       () => this.countByState(),
       () => this.pools(),
@@ -290,7 +298,25 @@ export class Gateway {
       : new CoppiceError('draining', `gateway is ${l}: no new work accepted`);
   }
 
+  /** Admission first (live cap, bounded concurrency and queue: 429 + Retry-After beyond). */
   async create(req: CreateRequest): Promise<SandboxView> {
+    this.assertServing();
+    const max = this.opts.maxSandboxes ?? Infinity;
+    if (this.liveCount() >= max) throw new TooManyRequests(`sandbox limit reached (${max} live)`, 5);
+    return this.admission.run(() => this.createNow(req));
+  }
+
+  /** Live caller sandboxes (pool slots excluded): one walk over the shards. */
+  liveCount(): number {
+    let n = 0;
+    for (const ref of this.sandboxRefs()) {
+      const s = ref.getSnapshot() as SandboxSnapshot;
+      if (s.status === 'active' && !isPoolSlot(s)) n++;
+    }
+    return n;
+  }
+
+  private async createNow(req: CreateRequest): Promise<SandboxView> {
     this.assertServing();
     const started = process.hrtime.bigint();
     const template = this.templates().find((t) => t.name === req.templateID);

@@ -10,6 +10,7 @@ import { sandboxRoutes } from './routes/sandboxes.ts';
 import { systemRoutes } from './routes/system.ts';
 import { templateRoutes } from './routes/templates.ts';
 import { createExecWebSocket, rejectUpgrade } from './ws/exec.ts';
+import { createDevtools, type Devtools } from './devtools/index.ts';
 
 export interface EdgeOptions {
   apiKeys: string[];
@@ -22,6 +23,8 @@ export interface Edge {
   router: Router;
   /** Authenticate a raw request (used by WebSocket upgrades too). */
   authorized(req: IncomingMessage): boolean;
+  /** The devtools page, tree and inspection stream (src/edge/devtools). */
+  devtools: Devtools;
 }
 
 export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
@@ -33,6 +36,7 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
   const keyOk = createKeyCheck(opts.apiKeys);
   const authorized = (req: IncomingMessage) => keyOk(presentedKey(req));
   const execWs = createExecWebSocket(gw, router, authorized);
+  const devtools = createDevtools(gw, router, authorized);
   const bodyLimit = opts.bodyLimit ?? 32 * 1024 * 1024;
 
   const server = createServer((req, res) => {
@@ -52,7 +56,8 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
       .catch((err: unknown) => {
         const e = err instanceof CoppiceError ? err : internal(err);
         if (!(err instanceof CoppiceError)) gw.log.error({ err, route: routeLabel }, 'unhandled error');
-        send(res, e.status, e.toJSON());
+        const retryAfter = (e as { retryAfterS?: number }).retryAfterS;
+        send(res, e.status, e.toJSON(), retryAfter ? { 'retry-after': String(retryAfter) } : {});
         finish(e.status);
       });
 
@@ -78,11 +83,11 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
     }
   });
   server.keepAliveTimeout = 65_000;
-  // WebSocket endpoints (streaming exec); any other upgrade is a 404.
+  // WebSocket endpoints (streaming exec, devtools inspection); any other upgrade is a 404.
   server.on('upgrade', (req, socket, head) => {
-    if (!execWs.handleUpgrade(req, socket, head)) rejectUpgrade(socket, new CoppiceError('not_found', `no WebSocket endpoint at ${pathOf(req)}`));
+    if (!execWs.handleUpgrade(req, socket, head) && !devtools.handleUpgrade(req, socket, head)) rejectUpgrade(socket, new CoppiceError('not_found', `no WebSocket endpoint at ${pathOf(req)}`));
   });
-  return { server, router, authorized };
+  return { server, router, authorized, devtools };
 }
 
 function pathOf(req: IncomingMessage): string {

@@ -29,6 +29,10 @@ describe('parseServeArgs defaults', () => {
       poolCtl: '/usr/local/sbin/coppice-bhyve-pool-ctl.sh',
       sshKey: '/root/coppice-signing/pool-key',
       drainTimeout: 30,
+      maxSandboxes: 500,
+      maxConcurrentCreates: 32,
+      createQueue: 128,
+      bodyLimit: 32 * 1024 * 1024,
       logLevel: 'info',
     });
   });
@@ -55,6 +59,10 @@ describe('parseServeArgs flags', () => {
       '--pool-ctl', '/opt/pool-ctl',
       '--ssh-key', '/etc/coppice/ssh-key',
       '--drain-timeout', '45',
+      '--max-sandboxes', '100',
+      '--max-concurrent-creates', '8',
+      '--create-queue', '16',
+      '--body-limit', '4096',
       '--log-level', 'debug',
     ]);
     assert.deepEqual(c, {
@@ -70,6 +78,10 @@ describe('parseServeArgs flags', () => {
       poolCtl: '/opt/pool-ctl',
       sshKey: '/etc/coppice/ssh-key',
       drainTimeout: 45,
+      maxSandboxes: 100,
+      maxConcurrentCreates: 8,
+      createQueue: 16,
+      bodyLimit: 4096,
       logLevel: 'debug',
     });
   });
