@@ -118,6 +118,9 @@ export class ProcessChannel {
   private sourcePaused = false;
   private pauseCount = 0;
   private stdin: StdinGauge | null = null;
+  private pidSource: (() => Promise<number | null>) | null = null;
+  private pidValue: Promise<number | null> | null = null;
+  private knownPid: number | null | undefined = undefined;
   private exitValue: ProcessExit | null = null;
   private resolveExit!: (exit: ProcessExit) => void;
   readonly exited: Promise<ProcessExit> = new Promise((r) => (this.resolveExit = r));
@@ -143,6 +146,11 @@ export class ProcessChannel {
 
   setStdin(gauge: StdinGauge): void {
     this.stdin = gauge;
+  }
+
+  /** How to learn the command's PID inside the sandbox (asked lazily, at most once). */
+  setPidSource(source: () => Promise<number | null>): void {
+    this.pidSource = source;
   }
 
   write(stream: Stream, chunk: Buffer): void {
@@ -182,6 +190,20 @@ export class ProcessChannel {
 
   get exit(): ProcessExit | null {
     return this.exitValue;
+  }
+
+  /** The command's PID inside the sandbox; null when the backend cannot tell (or it was gone first). */
+  pid(): Promise<number | null> {
+    this.pidValue ??= (this.pidSource?.() ?? Promise.resolve(null)).then(
+      (p) => (this.knownPid = p),
+      () => (this.knownPid = null),
+    );
+    return this.pidValue;
+  }
+
+  /** pid() once it has settled (undefined before). */
+  get resolvedPid(): number | null | undefined {
+    return this.knownPid;
   }
 
   get truncated(): boolean {

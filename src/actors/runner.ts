@@ -38,6 +38,7 @@ export function createRunner(backendOf: (handle: SandboxHandle) => Backend) {
         return () => {};
       }
 
+      if (proc.pid) channel.setPidSource(() => proc.pid!());
       proc.stdout.on('data', (c: Buffer) => channel.write('stdout', c));
       proc.stderr.on('data', (c: Buffer) => channel.write('stderr', c));
       // Backpressure: a reader that falls behind pauses the pipes, so the command blocks on write.

@@ -99,7 +99,16 @@ export async function execCommand(argv: string[], io: ExecIo = defaultIo()): Pro
 
   // Output: raw bytes (or JSON lines), holding the stream back while our stdout is full.
   let stream!: ExecStream;
+  // --json: the started/attached line comes first, even when output arrives in the same read as
+  // the gateway's "started" (the ready promise settles a microtask after the frames are handled).
+  let announced = false;
+  const announce = () => {
+    if (!json || announced || stream.processID === undefined) return;
+    announced = true;
+    emit({ type: attach === undefined ? 'started' : 'attached', processID: stream.processID });
+  };
   const sink = (out: NodeJS.WritableStream, name: 'stdout' | 'stderr') => (data: Buffer) => {
+    announce();
     const ok = json ? io.stdout.write(JSON.stringify({ type: name, data: data.toString('base64') }) + '\n') : out.write(data);
     if (!ok) {
       stream.pause();
@@ -110,6 +119,7 @@ export async function execCommand(argv: string[], io: ExecIo = defaultIo()): Pro
     onStdout: sink(io.stdout, 'stdout'),
     onStderr: sink(io.stderr, 'stderr'),
     onDropped: (bytes: number, at: number) => {
+      announce();
       if (json) emit({ type: 'dropped', bytes, at });
       else io.stderr.write(`coppice exec: ${bytes} bytes of output at offset ${at} were no longer kept\n`);
     },
@@ -143,8 +153,8 @@ export async function execCommand(argv: string[], io: ExecIo = defaultIo()): Pro
   }
 
   try {
-    const ready = await stream.ready;
-    if (json) emit({ type: attach === undefined ? 'started' : 'attached', processID: ready });
+    await stream.ready;
+    announce();
     const exit = await stream.exited;
     if (json) emit({ type: 'exit', ...exit });
     return exitStatus(exit);

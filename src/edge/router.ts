@@ -1,6 +1,7 @@
 // A small router: `METHOD /path/:param` patterns, matched in order. Handlers return a Reply;
 // throwing a CoppiceError (or a zod error) is how they say no. Nothing else lives here.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { badRequest } from '../errors.ts';
 
 export interface Ctx {
   req: IncomingMessage;
@@ -47,9 +48,18 @@ export class Router {
         continue;
       }
       const params: Record<string, string> = {};
-      route.keys.forEach((k, i) => (params[k] = decodeURIComponent(m[i + 1]!)));
+      route.keys.forEach((k, i) => (params[k] = decodeParam(k, m[i + 1]!)));
       return { route, params };
     }
     return allowed.length ? { allowed } : null;
+  }
+}
+
+/** A malformed percent-escape (`%E0%A4%A`, `%zz`) is the client's mistake: 400 naming the parameter. */
+function decodeParam(key: string, raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw badRequest(key, 'malformed percent-encoding in the path');
   }
 }

@@ -1,9 +1,11 @@
 // The thin edge: HTTP in, one gateway call, HTTP out. Errors of every kind are mapped here and
 // only here: CoppiceError -> its status, anything else -> 500 (logged, never leaked as a stack).
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Gateway } from '../actors/gateway.ts';
 import { badRequest, CoppiceError } from '../errors.ts';
 import { createKeyCheck, presentedKey } from './auth.ts';
+import { toHttpError } from './http-error.ts';
 import { Router, type Ctx, type Reply } from './router.ts';
 import { poolRoutes } from './routes/pool.ts';
 import { sandboxRoutes } from './routes/sandboxes.ts';
@@ -11,6 +13,7 @@ import { systemRoutes } from './routes/system.ts';
 import { templateRoutes } from './routes/templates.ts';
 import { createExecWebSocket, rejectUpgrade } from './ws/exec.ts';
 import { createDevtools, type Devtools } from './devtools/index.ts';
+import { createE2b } from '../e2b/index.ts';
 
 export interface EdgeOptions {
   apiKeys: string[];
@@ -37,6 +40,10 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
   const authorized = (req: IncomingMessage) => keyOk(presentedKey(req));
   const execWs = createExecWebSocket(gw, router, authorized);
   const devtools = createDevtools(gw, router, authorized);
+  // E2B SDK compatibility (docs/e2b.md): /v2 control-plane routes, and the envd surface for
+  // requests that name a sandbox in `E2b-Sandbox-Id` (served before the router).
+  const e2b = createE2b(gw, { apiKeys: opts.apiKeys, keyOk });
+  e2b.routes(router);
   const bodyLimit = opts.bodyLimit ?? 32 * 1024 * 1024;
 
   const server = createServer((req, res) => {
@@ -47,15 +54,22 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
       gw.metrics.httpRequests.inc({ method: req.method ?? '?', route: routeLabel, status: String(status) });
       gw.log.info({ method: req.method, route: routeLabel, path: pathOf(req), status, ms: Math.round(ms * 10) / 10 }, 'request');
     };
+    if (e2b.isEnvd(req)) {
+      routeLabel = 'e2b envd';
+      res.once('close', () => finish(res.statusCode));
+      void e2b.handleEnvd(req, res);
+      return;
+    }
     handle(req, res)
       .then((reply) => {
         if (reply === 'handled') return finish(res.statusCode);
-        send(res, reply.status, reply.body, reply.headers);
-        finish(reply.status);
+        const out = e2b.decorate(`${req.method} ${routeLabel}`, reply);
+        send(res, out.status, out.body, out.headers);
+        finish(out.status);
       })
       .catch((err: unknown) => {
-        const e = err instanceof CoppiceError ? err : internal(err);
-        if (!(err instanceof CoppiceError)) gw.log.error({ err, route: routeLabel }, 'unhandled error');
+        const { error: e, unexpected } = toHttpError(err);
+        if (unexpected) gw.log.error({ err, route: routeLabel }, 'unhandled error');
         const retryAfter = (e as { retryAfterS?: number }).retryAfterS;
         send(res, e.status, e.toJSON(), retryAfter ? { 'retry-after': String(retryAfter) } : {});
         finish(e.status);
@@ -83,6 +97,28 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
     }
   });
   server.keepAliveTimeout = 65_000;
+  // Requests Node's parser rejects (bad request line, bad headers, bad chunking, headers too large)
+  // and unsupported `Expect:` values never reach the router; Node's defaults answer them with no
+  // body. Answer with the usual JSON error instead.
+  const refused = new WeakSet<object>();
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // More bytes of a request already refused (its body still arriving): let them drain, so the
+    // client reads our answer instead of a reset; the socket closes when the client is done.
+    if (refused.has(socket)) return;
+    const inFlight = (socket as typeof socket & { _httpMessage?: ServerResponse })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) return void socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const error = status === 408 ? 'timeout' : status === 413 ? 'payload_too_large' : 'bad_request';
+    gw.metrics.httpRequests.inc({ method: '?', route: 'unparsed', status: String(status) });
+    // A HEAD request gets the headers only (the client's parser would take a body for the next response).
+    const isHead = (err as { rawPacket?: Buffer }).rawPacket?.subarray(0, 5).toString('latin1') === 'HEAD ';
+    refused.add(socket);
+    (socket as Partial<Socket>).setTimeout?.(10_000, () => socket.destroy());
+    writeRaw(socket, status, { code: status, error, message: `malformed HTTP request (${err.code ?? err.message})` }, isHead);
+  });
+  server.on('checkExpectation', (req, res) => {
+    send(res, 417, { code: 417, error: 'bad_request', message: `unsupported Expect: ${String(req.headers.expect).slice(0, 100)} (only 100-continue)` }, { connection: 'close' });
+  });
   // WebSocket endpoints (streaming exec, devtools inspection); any other upgrade is a 404.
   server.on('upgrade', (req, socket, head) => {
     if (!execWs.handleUpgrade(req, socket, head) && !devtools.handleUpgrade(req, socket, head)) rejectUpgrade(socket, new CoppiceError('not_found', `no WebSocket endpoint at ${pathOf(req)}`));
@@ -90,14 +126,18 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
   return { server, router, authorized, devtools };
 }
 
+/** A whole HTTP/1.1 response written on a socket the HTTP server has given up on; then close. */
+function writeRaw(socket: { end(chunk: string): void }, status: number, body: object, headOnly = false): void {
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${headOnly ? '' : text}`,
+  );
+}
+
 function pathOf(req: IncomingMessage): string {
   const u = req.url ?? '/';
   const q = u.indexOf('?');
   return q < 0 ? u : u.slice(0, q);
-}
-
-function internal(err: unknown): CoppiceError {
-  return new CoppiceError('internal', 'internal error', { cause: err });
 }
 
 function send(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
@@ -121,13 +161,19 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
   if (declared > limit) throw new CoppiceError('payload_too_large', `body larger than ${limit} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      req.destroy();
-      throw new CoppiceError('payload_too_large', `body larger than ${limit} bytes`);
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > limit) {
+        req.destroy();
+        throw new CoppiceError('payload_too_large', `body larger than ${limit} bytes`);
+      }
+      chunks.push(chunk as Buffer);
     }
-    chunks.push(chunk as Buffer);
+  } catch (err) {
+    if (err instanceof CoppiceError) throw err;
+    // The client went away mid-body ("aborted"): its fault, not an internal error (nobody is left to answer).
+    throw badRequest('body', `incomplete: the client closed the connection after ${size} bytes (${(err as Error).message})`);
   }
   if (size === 0) return undefined;
   try {

@@ -1,19 +1,12 @@
-// The TypeScript client: a Sandbox with create, buffered exec (REST), streaming exec (WebSocket),
-// attach, processes and kill. Gateway URL and key come from the options or COPPICE_URL /
-// COPPICE_API_KEY.
+// A Sandbox: create, list, buffered exec (REST), streaming exec (WebSocket), attach, processes,
+// pause/resume, snapshot/fork, timeout, kill. Gateway URL and key come from the options or
+// COPPICE_URL / COPPICE_API_KEY.
 import type { ProcessView } from '../actors/process-table.ts';
 import type { AttachMessage, StartMessage } from '../edge/ws/protocol.ts';
-import { AuthenticationError, ConnectionError, errorFromBody } from './errors.ts';
 import { ExecStream, type StreamCallbacks } from './exec-stream.ts';
+import { call, resolveConn, type ClientOptions, type Conn } from './http.ts';
 
-export interface ClientOptions {
-  /** Gateway base URL, e.g. http://127.0.0.1:3000 (default: COPPICE_URL, else http://127.0.0.1:3000). */
-  url?: string;
-  /** API key (default: COPPICE_API_KEY). */
-  apiKey?: string;
-  /** Per-request deadline for REST calls in ms (default 120 s). */
-  requestTimeoutMs?: number;
-}
+export type { ClientOptions };
 
 export interface CreateOptions extends ClientOptions {
   /** Sandbox lifetime in seconds (E2B's `timeout`). */
@@ -23,14 +16,33 @@ export interface CreateOptions extends ClientOptions {
   limits?: { memoryMiB?: number; cpus?: number; pids?: number };
 }
 
+export interface FromSnapshotOptions extends Omit<CreateOptions, 'limits'> {
+  limits?: CreateOptions['limits'];
+  /** Must match the snapshot's template when given. */
+  templateID?: string;
+}
+
+export interface ForkOptions {
+  /** The fork's lifetime in seconds (default: the gateway's default). */
+  timeout?: number;
+  /** The fork's metadata (default: the source's). */
+  metadata?: Record<string, string>;
+}
+
 export interface SandboxInfo {
   sandboxID: string;
   templateID: string;
   backend: string;
+  /** starting | running | paused | stopping | killed | failed */
   state: string;
+  /** The actor's state in words (ready, exec, paused, draining, ...). */
+  lifecycle?: string;
   ip: string | null;
   startedAt: string;
   endAt: string;
+  metadata?: Record<string, string>;
+  limits?: { memoryMiB: number; cpus: number; pids: number };
+  processes?: number;
   [k: string]: unknown;
 }
 
@@ -65,49 +77,25 @@ export interface AttachOptions extends StreamCallbacks {
   lossy?: boolean;
 }
 
+export interface SnapshotResult {
+  snapshotID: string;
+  sandboxID: string;
+  template: string;
+  backend: string;
+  createdAt: string;
+  sizeBytes: number;
+}
+
 export type ProcessInfo = ProcessView;
 
-interface Conn {
-  url: string;
-  apiKey: string;
-  timeoutMs: number;
-}
-
-function resolve(opts: ClientOptions = {}): Conn {
-  const url = (opts.url ?? process.env.COPPICE_URL ?? 'http://127.0.0.1:3000').replace(/\/+$/, '');
-  const apiKey = opts.apiKey ?? process.env.COPPICE_API_KEY;
-  if (!apiKey) throw new AuthenticationError(401, 'unauthorized', 'no API key: pass apiKey or set COPPICE_API_KEY');
-  return { url, apiKey, timeoutMs: opts.requestTimeoutMs ?? 120_000 };
-}
-
-async function call<T>(conn: Conn, method: string, path: string, body?: unknown): Promise<T> {
-  let res: Response;
-  try {
-    res = await fetch(conn.url + path, {
-      method,
-      headers: { authorization: `Bearer ${conn.apiKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(conn.timeoutMs),
-    });
-  } catch (err) {
-    throw new ConnectionError(`${method} ${conn.url}${path}: ${(err as Error).message}`, { cause: err });
-  }
-  const text = await res.text();
-  let parsed: unknown;
-  try {
-    parsed = text ? JSON.parse(text) : undefined;
-  } catch {
-    parsed = { message: text };
-  }
-  if (!res.ok) throw errorFromBody(res.status, parsed);
-  return parsed as T;
-}
-
 const toCommand = (cmd: string | string[]) => (typeof cmd === 'string' ? { cmd } : { argv: cmd });
+/** Long operations (create, fork, snapshot copy) get a longer default deadline than plain calls. */
+const LONG_MS = 10 * 60_000;
 
 export class Sandbox {
   private constructor(
     private readonly conn: Conn,
+    /** What the gateway said about the sandbox when this handle was made (see getInfo()). */
     readonly info: SandboxInfo,
   ) {}
 
@@ -115,23 +103,62 @@ export class Sandbox {
     return this.info.sandboxID;
   }
 
+  get templateID(): string {
+    return this.info.templateID;
+  }
+
+  get backend(): string {
+    return this.info.backend;
+  }
+
   static async create(templateID: string, opts: CreateOptions = {}): Promise<Sandbox> {
-    const conn = resolve(opts);
-    const info = await call<SandboxInfo>(conn, 'POST', '/sandboxes', {
-      templateID,
-      ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}),
-      ...(opts.metadata ? { metadata: opts.metadata } : {}),
-      ...(opts.envVars ? { envVars: opts.envVars } : {}),
-      ...(opts.limits ? { limits: opts.limits } : {}),
-    });
+    const conn = resolveConn(opts);
+    const info = await call<SandboxInfo>(
+      conn,
+      'POST',
+      '/sandboxes',
+      {
+        templateID,
+        ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}),
+        ...(opts.metadata ? { metadata: opts.metadata } : {}),
+        ...(opts.envVars ? { envVars: opts.envVars } : {}),
+        ...(opts.limits ? { limits: opts.limits } : {}),
+      },
+      Math.max(conn.timeoutMs, LONG_MS),
+    );
+    return new Sandbox(conn, info);
+  }
+
+  /** A new sandbox with a snapshot's files (its template unless `templateID` is given). */
+  static async createFromSnapshot(snapshotID: string, opts: FromSnapshotOptions = {}): Promise<Sandbox> {
+    const conn = resolveConn(opts);
+    const info = await call<SandboxInfo>(
+      conn,
+      'POST',
+      '/sandboxes',
+      {
+        snapshotID,
+        ...(opts.templateID ? { templateID: opts.templateID } : {}),
+        ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}),
+        ...(opts.metadata ? { metadata: opts.metadata } : {}),
+        ...(opts.envVars ? { envVars: opts.envVars } : {}),
+        ...(opts.limits ? { limits: opts.limits } : {}),
+      },
+      Math.max(conn.timeoutMs, LONG_MS),
+    );
     return new Sandbox(conn, info);
   }
 
   /** A handle on an existing sandbox (checks that it exists). */
   static async connect(sandboxID: string, opts: ClientOptions = {}): Promise<Sandbox> {
-    const conn = resolve(opts);
+    const conn = resolveConn(opts);
     const info = await call<SandboxInfo>(conn, 'GET', `/sandboxes/${encodeURIComponent(sandboxID)}`);
     return new Sandbox(conn, info);
+  }
+
+  /** Every live sandbox on the gateway. */
+  static async list(opts: ClientOptions = {}): Promise<SandboxInfo[]> {
+    return call<SandboxInfo[]>(resolveConn(opts), 'GET', '/sandboxes');
   }
 
   private path(suffix = ''): string {
@@ -140,7 +167,8 @@ export class Sandbox {
 
   /** Run to completion and return the captured output (REST /exec; UTF-8 text, capped by the gateway). */
   exec(cmd: string | string[], opts: ExecOptions & { stdin?: string } = {}): Promise<ExecResult> {
-    return call<ExecResult>(this.conn, 'POST', this.path('/exec'), { ...toCommand(cmd), ...opts });
+    const deadline = opts.timeoutMs === 0 ? 24 * 3600_000 : (opts.timeoutMs ?? 60_000) + 30_000;
+    return call<ExecResult>(this.conn, 'POST', this.path('/exec'), { ...toCommand(cmd), ...opts }, Math.max(this.conn.timeoutMs, deadline));
   }
 
   /** Start a command and stream its output (callbacks, or `for await (const c of stream)`). */
@@ -171,6 +199,22 @@ export class Sandbox {
 
   async resume(): Promise<void> {
     await call(this.conn, 'POST', this.path('/resume'));
+  }
+
+  /** Set the sandbox to end `seconds` from now (may shorten; E2B's setTimeout). */
+  async setTimeout(seconds: number): Promise<void> {
+    await call(this.conn, 'POST', this.path('/timeout'), { timeout: seconds });
+  }
+
+  /** The sandbox's files as of now (it is frozen during the copy). 501 on bhyve v1. */
+  snapshot(): Promise<SnapshotResult> {
+    return call<SnapshotResult>(this.conn, 'POST', this.path('/snapshot'), undefined, Math.max(this.conn.timeoutMs, LONG_MS));
+  }
+
+  /** A new, independent sandbox with this one's files as of now. 501 on bhyve v1. */
+  async fork(opts: ForkOptions = {}): Promise<Sandbox> {
+    const info = await call<SandboxInfo>(this.conn, 'POST', this.path('/fork'), opts, Math.max(this.conn.timeoutMs, LONG_MS));
+    return new Sandbox(this.conn, info);
   }
 
   /** Destroy the sandbox (idempotent: a sandbox already gone is not an error). */

@@ -117,9 +117,9 @@ test('create -> exec -> pause/resume -> destroy', async (t) => {
   assert.deepEqual(await output(b.exec(h, { argv: ['id', '-un'] })), { out: 'root\n', code: 0 });
   assert.deepEqual(await output(b.exec(h, { argv: ['id', '-un'], user: 'user' })), { out: 'user\n', code: 0 });
 
-  assert.deepEqual(await b.listLive(), [{ id: 'sbxbackend1', state: 'running' }]);
+  assert.deepEqual(await b.listLive(), [{ id: 'sbxbackend1', state: 'running', data: { vm: h.data.vm } }]);
   await b.pause(h);
-  assert.deepEqual(await b.listLive(), [{ id: 'sbxbackend1', state: 'paused' }]);
+  assert.deepEqual(await b.listLive(), [{ id: 'sbxbackend1', state: 'paused', data: { vm: h.data.vm } }]);
   // The connection is kept across pause: an exec sent now waits for resume, then completes.
   const late = output(b.exec(h, { argv: ['echo', 'after'] }));
   let done = false;

@@ -57,6 +57,7 @@ import type { Gateway } from '../../actors/gateway.ts';
 import type { Reader, Stream, Subscription } from '../../actors/process-channel.ts';
 import type { ProcessEntry } from '../../actors/process-table.ts';
 import { badRequest, CoppiceError } from '../../errors.ts';
+import { toHttpError } from '../http-error.ts';
 import type { Router } from '../router.ts';
 import { execBody, parse } from '../schemas.ts';
 import {
@@ -329,7 +330,7 @@ class ExecSession {
       this.send({ type: 'started', processID: entry.processId, sandboxID: this.sandboxId });
       this.bind(entry, 0, false);
     } catch (err) {
-      if (!(err instanceof CoppiceError)) this.gw.log.error({ err, sandbox: this.sandboxId }, 'ws exec start failed');
+      if (toHttpError(err).unexpected) this.gw.log.error({ err, sandbox: this.sandboxId }, 'ws exec start failed');
       this.refuse(asCoppice(err));
     }
   }
@@ -492,8 +493,7 @@ function toBuffer(data: RawData): Buffer {
 }
 
 function asCoppice(err: unknown): CoppiceError {
-  if (err instanceof CoppiceError) return err;
-  return new CoppiceError('internal', 'internal error', { cause: err });
+  return toHttpError(err).error;
 }
 
 function truncate(s: string, max: number): string {

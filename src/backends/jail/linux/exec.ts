@@ -2,9 +2,9 @@
 // as given (no shell, no quoting). Without a terminal runc hands its own stdio fds to the command, so
 // our pipes carry raw bytes end to end.
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { constants } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { backendFailed } from '../../../errors.ts';
 import type { ExecExit, ExecProcess } from '../../types.ts';
 import type { OciProcess } from './oci-config.ts';
@@ -98,18 +98,37 @@ export function startExec(input: StartExecInput): ExecProcess {
   // The in-sandbox PID: the last NSpid field of the host pid's status. Read while runc still waits
   // for the command (before that the pid file may not exist yet; after it the pid may be reused).
   let nsPid: Promise<number | null> | undefined;
+  // A short command can be over (and reaped) moments after runc writes the pid file: an inotify
+  // watch on the sandbox dir reads it at once, a slow poll is the fallback.
   const readNsPid = (): Promise<number | null> =>
     new Promise((resolve) => {
       const since = Date.now();
-      const tick = () => {
-        if (done || reaped) return resolve(null);
-        const host = hostPid();
-        if (host === null) {
-          if (Date.now() - since > 30_000) return resolve(null);
-          return void setTimeout(tick, 2);
-        }
-        resolve(nsPidOf(host));
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      let watcher: FSWatcher | undefined;
+      const settle = (pid: number | null) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        watcher?.close();
+        resolve(pid);
       };
+      const tick = () => {
+        if (settled) return;
+        if (done || reaped) return settle(null);
+        const host = hostPid();
+        if (host !== null) return settle(nsPidOf(host));
+        if (Date.now() - since > 30_000) return settle(null);
+        timer = setTimeout(tick, 10);
+      };
+      try {
+        watcher = watch(input.dir, (_event, name) => {
+          if (name === basename(pidFile)) tick();
+        });
+        watcher.on('error', () => undefined);
+      } catch {
+        /* no inotify: polling only */
+      }
       tick();
     });
 

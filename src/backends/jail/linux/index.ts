@@ -10,9 +10,11 @@ import { startExec } from './exec.ts';
 import { freeze, readFreezer, thaw } from './freezer.ts';
 import { deleteSnapshot, listSnapshots, readSnapshot, seedUpper, SNAPSHOT_ID, writeSnapshot } from './snapshot.ts';
 import { assertId, freezerStatePath, ID_RE, PREFIX, sandboxNames, type SandboxNames } from './names.ts';
-import { ensureNetnsDir, setupHostSide, setupSandboxSide, teardownNetwork, vethExists } from './network.ts';
+import { ensureNetnsDir, setSandboxGroup, setupHostSide, setupSandboxSide, teardownNetwork, vethExists } from './network.ts';
+import { hostNameservers, RESOLV_MARKER, resolvConfText } from './dns.ts';
+import { Firewall, type HostPort } from './firewall.ts';
 import { buildConfig, buildExecProcess, nofile } from './oci-config.ts';
-import { assertOverlaySafe, mountOverlay, seedEtcHosts, unmountRootfs } from './rootfs.ts';
+import { assertOverlaySafe, mountOverlay, seedEtcHosts, seedResolvConf, unmountRootfs } from './rootfs.ts';
 import { Runc } from './runc.ts';
 import { removeCgroups, removeContainer, removeSandboxDir, teardown } from './teardown.ts';
 import { UndoStack } from './undo.ts';
@@ -26,7 +28,7 @@ export interface Logger {
 }
 
 /** Steps of create, in order; named in errors and offered to `hooks.beforeStep`. */
-export type CreateStep = 'address' | 'dir' | 'snapshot' | 'overlay' | 'netns' | 'netns-inside' | 'config' | 'runc-create' | 'runc-start';
+export type CreateStep = 'address' | 'dir' | 'snapshot' | 'overlay' | 'netns' | 'netns-inside' | 'firewall' | 'config' | 'runc-create' | 'runc-start';
 
 export interface LinuxJailOptions {
   stateDir: string;
@@ -41,6 +43,11 @@ export interface LinuxJailOptions {
   busybox?: string;
   /** Fault injection for tests: throw from `beforeStep` to make create fail at that step. */
   hooks?: { beforeStep?(step: CreateStep, id: string): void | Promise<void> };
+  /**
+   * Host ports sandboxes may connect to, the one explicit exception to "a sandbox reaches nothing
+   * on the host" (firewall.ts). Default none.
+   */
+  allowHostPorts?: HostPort[];
 }
 
 export type LinuxJailBackend = Backend & {
@@ -82,6 +89,10 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
   }
   await mkdir(join(opts.stateDir, 'sandboxes'), { recursive: true, mode: 0o700 });
   await ensureNetnsDir();
+  // Network isolation: the nft table exists before any sandbox does, and outlives none (close()).
+  const firewall = await Firewall.open({ subnet: opts.subnet ?? '10.78.0.0/24', allowHostPorts: opts.allowHostPorts, logger: log }).catch((e) => {
+    throw backendFailed(`jail/linux: network isolation (nftables): ${message(e)}`, e);
+  });
 
   const busy = new Set<string>(); // ids with a create in flight or live in this process
   const names = (id: string) => sandboxNames(opts.stateDir, id);
@@ -116,6 +127,10 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       throw new Error(`template directory ${spec.template.path} does not exist`);
     }
     await seedEtcHosts(n, spec.template.path, ip);
+    if (spec.internet) {
+      const ns = hostNameservers();
+      if (ns.length > 0) await seedResolvConf(n, resolvConfText(ns), RESOLV_MARKER);
+    }
     undo.push('overlay', mustClear(() => unmountRootfs(n)));
     await mountOverlay(n, spec.template.path, signal);
 
@@ -124,6 +139,10 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     await setupHostSide(n, net, signal);
     await at('netns-inside');
     await setupSandboxSide(n, net, signal);
+
+    await at('firewall');
+    undo.push('firewall', mustClear(() => firewall.unregister(n.vethHost, ip)));
+    await firewall.register(n.vethHost, ip, spec.internet === true);
 
     await at('config');
     const config = buildConfig({ id: n.id, netnsPath: n.netnsPath, cgroupsPath: n.cgroupsPath, limits: spec.limits, hostInit, hostBusybox, rlimits });
@@ -176,7 +195,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
           backend: 'jail',
           template: spec.template.name,
           ip,
-          data: { container: n.container, netns: n.netns, vethHost: n.vethHost, dir: n.dir, templatePath: spec.template.path },
+          data: { container: n.container, netns: n.netns, vethHost: n.vethHost, dir: n.dir, templatePath: spec.template.path, egress: spec.internet === true },
         };
       } catch (err) {
         const failures = await undo.rollback();
@@ -198,6 +217,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     async destroy(handle: SandboxHandle): Promise<void> {
       const n = names(handle.id);
       const { left, addressReusable } = await teardown(runc, n);
+      left.push(...(await firewall.unregister(n.vethHost, handle.ip)));
       if (addressReusable) pool.release(handle.ip);
       else log.warn({ id: handle.id, ip: handle.ip }, 'address quarantined: host veth could not be removed');
       if (left.length > 0) log.warn({ id: handle.id, left }, 'sandbox teardown left objects behind');
@@ -268,6 +288,16 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
         busy.delete(handle.id);
         throw e;
       }
+      try {
+        // Normally still there (the table outlives a SIGKILL); re-adding is a no-op then. The group
+        // matters for a veth made by a gateway version without the firewall.
+        await setSandboxGroup(names(handle.id));
+        await firewall.register(names(handle.id).vethHost, handle.ip, handle.data.egress === true);
+      } catch (e) {
+        pool.release(handle.ip);
+        busy.delete(handle.id);
+        throw backendFailed(`adopt ${handle.id}: firewall: ${message(e)}`, e);
+      }
     },
 
     deleteSnapshot: (snapshotID: string) => deleteSnapshot(opts.stateDir, snapshotID),
@@ -275,8 +305,11 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
 
     async listLive(): Promise<LiveSandbox[]> {
       const all = await runc.list();
+      // Only this gateway's: its bundles live under its state dir (other gateways on the host,
+      // with other state dirs, are none of its business).
+      const mine = join(opts.stateDir, 'sandboxes') + '/';
       const live: LiveSandbox[] = all
-        .filter((c) => c.id.startsWith(PREFIX))
+        .filter((c) => c.id.startsWith(PREFIX) && typeof c.bundle === 'string' && c.bundle.startsWith(mine))
         .map((c) => ({
           id: c.id.slice(PREFIX.length),
           state: c.status === 'running' ? 'running' : c.status === 'paused' ? 'paused' : 'unknown',
@@ -294,8 +327,10 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     },
 
     async close(): Promise<void> {
-      // Nothing host-wide to release: every object is per sandbox and owned by its actor's destroy().
+      // Every sandbox object is per sandbox and owned by its actor's destroy(); the one host-wide
+      // thing is the nft table (kept if sandbox veths still exist: see firewall.ts).
       users.clear();
+      await firewall.close();
     },
   };
   return backend;

@@ -1,8 +1,10 @@
 // Leak check for tests and ops: for the given sandbox ids, which host objects still exist? Looks at
-// the host directly (runc state, mountinfo, /run/netns, /sys/class/net, cgroupfs, the state dir), not
-// at anything the backend remembers, so it also finds what a crashed gateway left behind.
+// the host directly (runc state, mountinfo, /run/netns, /sys/class/net, cgroupfs, the state dir, the
+// nft table's per-sandbox set elements), not at anything the backend remembers, so it also finds
+// what a crashed gateway left behind.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { listElements } from './firewall.ts';
 import { cgroupDirs, sandboxNames } from './names.ts';
 import { Runc } from './runc.ts';
 
@@ -16,6 +18,7 @@ export async function findLeftovers(ids: string[], opts: LeftoverOptions = {}): 
   const found: string[] = [];
   const containers = await new Runc(opts.runc).list().catch(() => []);
   const mountinfo = readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
+  const elements = await listElements(); // [] without the nft table
   for (const id of ids) {
     const n = sandboxNames(opts.stateDir ?? '/nonexistent', id);
     for (const c of containers) {
@@ -38,6 +41,9 @@ export async function findLeftovers(ids: string[], opts: LeftoverOptions = {}): 
       if (existsSync(join('/sys/class/net', dev))) found.push(`veth ${dev}`);
     }
     if (opts.stateDir !== undefined && existsSync(n.dir)) found.push(`dir ${n.dir}`);
+    for (const e of elements) {
+      if (e.veth === n.vethHost) found.push(`nft element inet coppice ${e.set} ${e.veth} . ${e.ip}`);
+    }
     for (const dir of cgroupDirs(id)) {
       if (existsSync(dir)) found.push(`cgroup ${dir}`);
     }

@@ -3,6 +3,7 @@
 // processes instead of ~8 `ip` calls (82 ms -> 28 ms on this machine kind, notes/substrate-measurements).
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { SANDBOX_IFGROUP } from './firewall.ts';
 import { NETNS_DIR, type SandboxNames } from './names.ts';
 import { run } from './run.ts';
 
@@ -17,7 +18,8 @@ export function hostBatch(n: SandboxNames, net: NetConfig): string {
     `netns add ${n.netns}`,
     `link add ${n.vethHost} type veth peer name ${n.vethPeer} netns ${n.netns}`,
     `addr add ${net.gateway}/32 dev ${n.vethHost}`,
-    `link set ${n.vethHost} up`,
+    // The interface group is how the nft rules recognise a sandbox veth (firewall.ts).
+    `link set ${n.vethHost} group ${SANDBOX_IFGROUP} up`,
     `route add ${net.ip}/32 dev ${n.vethHost}`,
     '',
   ].join('\n');
@@ -40,6 +42,11 @@ export async function setupHostSide(n: SandboxNames, net: NetConfig, signal?: Ab
 
 export async function setupSandboxSide(n: SandboxNames, net: NetConfig, signal?: AbortSignal): Promise<void> {
   await run('ip', ['-n', n.netns, '-batch', '-'], { input: sandboxBatch(n, net), signal });
+}
+
+/** Put a host veth made before the firewall existed into the sandbox group (re-adoption). */
+export async function setSandboxGroup(n: SandboxNames): Promise<void> {
+  await run('ip', ['link', 'set', 'dev', n.vethHost, 'group', String(SANDBOX_IFGROUP)]);
 }
 
 export const vethExists = (name: string) => existsSync(`/sys/class/net/${name}`);

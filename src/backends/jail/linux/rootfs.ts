@@ -1,8 +1,8 @@
 // The sandbox root filesystem: an overlay whose lower layer is the template directory itself (shared,
 // never written) and whose upper/work dirs are per sandbox. Mount source is `coppice-<id>` so the
 // mount is findable by name in `mount` / /proc/self/mountinfo.
-import { readFileSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, readFileSync } from 'node:fs';
+import { chmod, chown, lstat, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { badRequest } from '../../../errors.ts';
 import type { SandboxNames } from './names.ts';
@@ -55,6 +55,36 @@ export async function seedEtcHosts(n: SandboxNames, lower: string, ip: string): 
   base ??= await readFile(join(lower, 'etc', 'hosts'), 'utf8').catch(() => DEFAULT_HOSTS);
   const text = `${base.endsWith('\n') || base === '' ? base : base + '\n'}${ip}\t${n.id}\n`;
   await writeFile(hosts, text, { mode: 0o644, flag: 'wx' });
+}
+
+/**
+ * Give a sandbox with internet access a usable /etc/resolv.conf (`text`, see dns.ts), written into
+ * the upper dir before the overlay is mounted. Runs after seedEtcHosts, which made upper/etc a real
+ * directory (if the template has /etc at all). The same care as there with what a snapshot's upper
+ * layer may hold: a non-regular entry is removed (never followed) and the file is created O_EXCL;
+ * a regular resolv.conf the sandbox wrote itself (no coppice marker) is kept.
+ */
+export async function seedResolvConf(n: SandboxNames, text: string, marker: string): Promise<void> {
+  const dir = join(n.upper, 'etc');
+  if (!(await lstat(dir).catch(() => null))?.isDirectory()) return;
+  const file = join(dir, 'resolv.conf');
+  const prev = await lstat(file).catch(() => null);
+  if (prev?.isFile() && !(await startsWith(file, marker))) return;
+  if (prev) await rm(file, { recursive: true, force: true });
+  await writeFile(file, text, { mode: 0o644, flag: 'wx' });
+}
+
+/** Whether `file` begins with `prefix`; reads only that many bytes (a sandbox may have made it huge). */
+async function startsWith(file: string, prefix: string): Promise<boolean> {
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const want = Buffer.from(prefix);
+    const buf = Buffer.alloc(want.length);
+    const { bytesRead } = await fh.read(buf, 0, want.length, 0);
+    return bytesRead === want.length && buf.equals(want);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Mount points at or under `path`, deepest first, from our mount namespace's mountinfo. */

@@ -1,0 +1,104 @@
+// Heap and spawn time of idle sandbox actors: a Gateway (the actor tree, no edge) on the no-op
+// backend, N sandboxes created at once through Gateway.create, heap measured after global.gc().
+// Also the time to destroy them all again: xstate cancels a stopping actor's delayed events by
+// scanning every pending one, so stopping many actors that each hold a TTL timer is quadratic;
+// that cost is measured here as it stands, not hidden.
+import { Gateway } from '../../src/actors/gateway.ts';
+import { NoopBackend } from '../../src/backends/noop.ts';
+import { createLogger } from '../../src/log.ts';
+import { log, sleep } from '../lib/host.ts';
+import { median, p95 } from '../lib/stats.ts';
+import type { BenchSettings, Row } from '../lib/types.ts';
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+function heapAfterGc(): number {
+  for (let i = 0; i < 3; i++) gc!();
+  return process.memoryUsage().heapUsed;
+}
+
+interface Sample {
+  spawnMs: number;
+  heapBytes: number;
+  destroyMs: number;
+  destroyed: boolean;
+}
+
+async function sample(n: number, templatesRoot: string, destroyDeadlineMs: number): Promise<Sample> {
+  const gw = new Gateway({ backends: { jail: new NoopBackend() }, roots: { templatesRoot }, logger: createLogger('silent') });
+  gw.start();
+  while (gw.lifecycle === 'starting') await sleep(5);
+  const template = gw.templates()[0]?.name;
+  if (!template) throw new Error(`no template under ${templatesRoot}`);
+  const h0 = heapAfterGc();
+  const t0 = performance.now();
+  const views = await Promise.all(Array.from({ length: n }, () => gw.create({ templateID: template })));
+  const spawnMs = performance.now() - t0;
+  const h1 = heapAfterGc();
+  if (gw.list().length !== n) throw new Error(`expected ${n} live sandboxes, gateway lists ${gw.list().length}`);
+  const t1 = performance.now();
+  const all = Promise.all(views.map((v) => gw.destroy(v.sandboxID)));
+  const destroyed = await Promise.race([all.then(() => true), sleep(destroyDeadlineMs).then(() => false)]);
+  const destroyMs = performance.now() - t1;
+  gw.sigint();
+  await Promise.race([gw.stopped, sleep(destroyDeadlineMs)]);
+  return { spawnMs, heapBytes: h1 - h0, destroyMs, destroyed };
+}
+
+export async function run(s: BenchSettings, notes: string[]): Promise<Row[]> {
+  if (!gc) throw new Error('run with node --expose-gc (bench/run.ts does)');
+  const rows: Row[] = [];
+  const plan: [number, number][] = s.quick ? [[1000, 2], [10_000, 1]] : [[1000, 5], [10_000, 3]];
+  // Warm the code paths once so the first sample does not pay for JIT and module loading.
+  await sample(200, s.templatesRoot, 30_000);
+  for (const [n, reps] of plan) {
+    const xs: Sample[] = [];
+    for (let r = 0; r < reps; r++) {
+      log(`actors: ${n} sandboxes, run ${r + 1}/${reps}`);
+      xs.push(await sample(n, s.templatesRoot, 120_000));
+    }
+    const spawn = xs.map((x) => x.spawnMs);
+    const heapKB = xs.map((x) => x.heapBytes / n / 1024);
+    const totalMB = xs.map((x) => x.heapBytes / 1e6);
+    const destroy = xs.map((x) => x.destroyMs);
+    if (xs.some((x) => !x.destroyed)) notes.push(`destroying ${n} actors did not finish within 120 s`);
+    const label = n.toLocaleString('en-US');
+    const big = n === 10_000;
+    rows.push(
+      {
+        id: `actors-spawn-${n}`,
+        name: `spawn ${label} sandbox actors (Gateway.create, no-op backend)`,
+        unit: 'ms',
+        n: reps,
+        median: median(spawn),
+        p95: p95(spawn),
+        raw: null,
+        ...(big ? { goal: { text: '<= 2 s', met: median(spawn) <= 2000 } } : {}),
+        extra: { samples: spawn },
+      },
+      {
+        id: `actors-heap-${n}`,
+        name: `heap of ${label} idle sandbox actors`,
+        unit: 'MB',
+        n: reps,
+        median: median(totalMB),
+        p95: p95(totalMB),
+        raw: null,
+        ...(big ? { goal: { text: '<= 100 MB', met: median(totalMB) <= 100 } } : {}),
+        extra: { perActorKB: heapKB },
+      },
+      { id: `actors-heap-per-${n}`, name: `heap per idle sandbox actor, at ${label}`, unit: 'KB', n: reps, median: median(heapKB), p95: p95(heapKB), raw: null },
+      {
+        id: `actors-destroy-${n}`,
+        name: `destroy ${label} sandbox actors at once (TTL timers pending)`,
+        unit: 'ms',
+        n: reps,
+        median: median(destroy),
+        p95: p95(destroy),
+        raw: null,
+        extra: { samples: destroy },
+      },
+    );
+  }
+  return rows;
+}

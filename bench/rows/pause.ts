@@ -1,0 +1,70 @@
+// Pause + resume round trip on one live jail sandbox: REST POST /pause then POST /resume, against
+// writing the container's v1 freezer.state directly (FROZEN, wait until it reads FROZEN, THAWED).
+import { readFile, writeFile } from 'node:fs/promises';
+import { freezerStatePath } from '../../src/backends/jail/linux/names.ts';
+import { startBenchGateway } from '../lib/gateway.ts';
+import { expect } from '../lib/http.ts';
+import { log } from '../lib/host.ts';
+import { median, p95 } from '../lib/stats.ts';
+import type { BenchSettings, Row } from '../lib/types.ts';
+
+async function rawRoundTrip(path: string): Promise<number> {
+  const t0 = performance.now();
+  await writeFile(path, 'FROZEN');
+  for (let i = 0; (await readFile(path, 'utf8')).trim() !== 'FROZEN'; i++) {
+    if (i > 10_000) throw new Error(`${path} never reached FROZEN`);
+    await writeFile(path, 'FROZEN');
+  }
+  await writeFile(path, 'THAWED');
+  if ((await readFile(path, 'utf8')).trim() !== 'THAWED') throw new Error(`${path} not THAWED`);
+  return performance.now() - t0;
+}
+
+export async function run(s: BenchSettings, notes: string[]): Promise<Row[]> {
+  const N = s.quick ? 10 : 30;
+  const template = 'base';
+  const gw = await startBenchGateway({ templatesRoot: s.templatesRoot });
+  try {
+    const sbx = expect(await gw.api('POST', '/sandboxes', { templateID: template }), [201], 'create') as { sandboxID: string };
+    const path = freezerStatePath(sbx.sandboxID);
+    const g: number[] = [];
+    const r: number[] = [];
+    const rest = async () => {
+      const t0 = performance.now();
+      expect(await gw.api('POST', `/sandboxes/${sbx.sandboxID}/pause`), [204], 'pause');
+      expect(await gw.api('POST', `/sandboxes/${sbx.sandboxID}/resume`), [204], 'resume');
+      return performance.now() - t0;
+    };
+    log(`pause/resume on ${template}: 3 warm-up + ${N} each, alternating`);
+    for (let i = 0; i < 3; i++) {
+      await rest();
+      await rawRoundTrip(path);
+    }
+    for (let i = 0; i < N; i++) {
+      g.push(await rest());
+      r.push(await rawRoundTrip(path));
+    }
+    // Still usable after all that.
+    const ex = expect(await gw.api('POST', `/sandboxes/${sbx.sandboxID}/exec`, { argv: ['true'] }), [200], 'exec') as { exitCode: number };
+    if (ex.exitCode !== 0) notes.push(`exec after pause/resume exited ${ex.exitCode}`);
+    expect(await gw.api('DELETE', `/sandboxes/${sbx.sandboxID}`), [204], 'delete');
+    await gw.close();
+    const left = await gw.leftovers([sbx.sandboxID]);
+    if (left.length) notes.push(`left behind: ${left.join(', ')}`);
+    return [
+      {
+        id: 'pause-resume',
+        name: `pause + resume round trip, jail (${template}), REST`,
+        unit: 'ms',
+        n: N,
+        median: median(g),
+        p95: p95(g),
+        raw: median(r),
+        rawName: 'write FROZEN/THAWED to the freezer cgroup directly',
+        extra: { gateway: g, raw: r },
+      },
+    ];
+  } finally {
+    await gw.close();
+  }
+}

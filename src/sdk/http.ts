@@ -1,0 +1,107 @@
+// The SDK's transport: gateway URL + key resolution, one JSON call helper, one NDJSON reader.
+import { AuthenticationError, ConnectionError, errorFromBody } from './errors.ts';
+
+export const DEFAULT_URL = 'http://127.0.0.1:3000';
+
+export interface ClientOptions {
+  /** Gateway base URL, e.g. http://127.0.0.1:3000 (default: COPPICE_URL, else http://127.0.0.1:3000). */
+  url?: string;
+  /** API key (default: COPPICE_API_KEY). */
+  apiKey?: string;
+  /** Per-request deadline for REST calls in ms (default 120 s). */
+  requestTimeoutMs?: number;
+}
+
+export interface Conn {
+  url: string;
+  apiKey: string;
+  timeoutMs: number;
+}
+
+export function resolveConn(opts: ClientOptions = {}): Conn {
+  const url = (opts.url || process.env.COPPICE_URL || DEFAULT_URL).replace(/\/+$/, '');
+  const apiKey = opts.apiKey || process.env.COPPICE_API_KEY;
+  if (!apiKey) throw new AuthenticationError(401, 'unauthorized', 'no API key: pass apiKey (--key) or set COPPICE_API_KEY');
+  if (!/^https?:\/\//.test(url)) throw new ConnectionError(`gateway URL must start with http:// or https:// (got ${JSON.stringify(url)})`);
+  return { url, apiKey, timeoutMs: opts.requestTimeoutMs ?? 120_000 };
+}
+
+/** The raw request (typed ConnectionError when there is no answer); the caller reads the Response. */
+export async function send(conn: Conn, method: string, path: string, body: unknown, accept?: string, timeoutMs = conn.timeoutMs): Promise<Response> {
+  try {
+    return await fetch(conn.url + path, {
+      method,
+      headers: {
+        authorization: `Bearer ${conn.apiKey}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(accept ? { accept } : {}),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    const e = err as Error & { cause?: { code?: string; message?: string } };
+    const why = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.cause?.message ?? e.message);
+    throw new ConnectionError(`${method} ${conn.url}${path}: ${why}`, { cause: err });
+  }
+}
+
+async function failure(res: Response): Promise<never> {
+  const text = await res.text().catch(() => '');
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = { message: text || `HTTP ${res.status}` };
+  }
+  throw errorFromBody(res.status, parsed);
+}
+
+/** One REST call: JSON in, JSON out (undefined for 204), typed error for any non-2xx. */
+export async function call<T>(conn: Conn, method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+  const res = await send(conn, method, path, body, undefined, timeoutMs);
+  if (!res.ok) return failure(res);
+  const text = await res.text();
+  if (!text) return undefined as T;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return text as T;
+  }
+}
+
+/** A call that answers with NDJSON: each parsed line goes to `onLine` as it arrives. */
+export async function callNdjson(conn: Conn, method: string, path: string, body: unknown, onLine: (line: unknown) => void, timeoutMs?: number): Promise<void> {
+  const res = await send(conn, method, path, body, 'application/x-ndjson', timeoutMs);
+  if (!res.ok) return failure(res);
+  if (!res.body) return;
+  const decoder = new TextDecoder();
+  let buf = '';
+  const emit = (line: string) => {
+    if (!line.trim()) return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      throw new ConnectionError(`${method} ${path}: not NDJSON: ${line.slice(0, 200)}`);
+    }
+    onLine(parsed);
+  };
+  const chunks = (res.body as unknown as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  for (;;) {
+    let r: IteratorResult<Uint8Array>;
+    try {
+      r = await chunks.next();
+    } catch (err) {
+      throw new ConnectionError(`${method} ${path}: stream cut off: ${(err as Error).message}`, { cause: err });
+    }
+    if (r.done) break;
+    buf += decoder.decode(r.value, { stream: true });
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      emit(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  }
+  emit(buf + decoder.decode());
+}

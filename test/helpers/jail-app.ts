@@ -1,0 +1,141 @@
+// An in-process gateway built around a Linux jail backend the test holds (so it can read the
+// address pool, inject faults with `hooks.beforeStep`, and check leftovers by id), on a random
+// loopback port, with its own state dir and its own sandbox subnet (so it never collides with
+// another suite's addresses or routes).
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import { startApp, type App } from '../../src/app.ts';
+import { createLinuxJailBackend, type LinuxJailBackend, type LinuxJailOptions } from '../../src/backends/jail/linux/index.ts';
+import { configSchema } from '../../src/config.ts';
+import { TEMPLATES_ROOT } from './gateway.ts';
+
+export interface LogRecord {
+  level: number;
+  msg?: string;
+  [k: string]: unknown;
+}
+
+export interface JailApp {
+  app: App;
+  backend: LinuxJailBackend;
+  url: string;
+  key: string;
+  stateDir: string;
+  subnet: string;
+  /** Log records at `warn` and above (pino levels: 40 warn, 50 error, 60 fatal). */
+  logs: LogRecord[];
+  api<T = any>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: T; headers: Headers }>;
+  /** Stop the gateway (drain), close the backend, remove the state dir. */
+  close(): Promise<void>;
+}
+
+export interface JailAppOptions {
+  hooks?: LinuxJailOptions['hooks'];
+  /** Default: a fresh dir under the OS tmpdir. */
+  stateDir?: string;
+  shardCount?: number;
+  drainTimeoutS?: number;
+}
+
+/** A 10.78.N.0/24 that no address or route on this host uses (random N, so parallel suites differ). */
+export function freeSubnet(): string {
+  const used = execFileSync('ip', ['-4', '-o', 'addr']).toString() + execFileSync('ip', ['-4', 'route']).toString();
+  for (let i = 0; i < 1000; i++) {
+    const n = 100 + Math.floor(Math.random() * 150);
+    if (!used.includes(`10.78.${n}.`)) return `10.78.${n}.0/24`;
+  }
+  throw new Error('no free 10.78.N.0/24 subnet');
+}
+
+/** A pino logger that keeps warn+ records in memory (and prints them when COPPICE_TEST_LOG is set). */
+export function captureLogger(into: LogRecord[]): Logger {
+  const echo = !!process.env.COPPICE_TEST_LOG;
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) {
+        if (!line) continue;
+        try {
+          into.push(JSON.parse(line) as LogRecord);
+        } catch {
+          /* not JSON */
+        }
+        if (echo) process.stderr.write(line + '\n');
+      }
+      cb();
+    },
+  });
+  return pino({ level: echo ? (process.env.COPPICE_TEST_LOG as string) : 'warn', base: { svc: 'coppice' } }, sink);
+}
+
+export async function startJailApp(opts: JailAppOptions = {}): Promise<JailApp> {
+  const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), 'coppice-jailapp-'));
+  const subnet = freeSubnet();
+  const logs: LogRecord[] = [];
+  const logger = captureLogger(logs);
+  const config = configSchema.parse({
+    listen: '127.0.0.1:0',
+    stateDir,
+    templatesRoot: TEMPLATES_ROOT,
+    jailSubnet: subnet,
+    drainTimeout: String(opts.drainTimeoutS ?? 60),
+    logLevel: 'warn',
+  });
+  const backend = await createLinuxJailBackend({ stateDir, subnet, logger, hooks: opts.hooks });
+  // This host is shared with other suites (and other sessions) running at the same time. The jail
+  // backend's listLive() reports EVERY coppice-* runc container on the host, and the gateway's
+  // startup reconciliation destroys each one it has no record of: another gateway's live sandboxes.
+  // (A bug, reported with the fuzz/load/faults work; until it is fixed, a test gateway only ever
+  // considers the sandboxes under its own state dir.)
+  const listLive = backend.listLive.bind(backend);
+  backend.listLive = async () => (await listLive()).filter((l) => existsSync(join(stateDir, 'sandboxes', l.id)));
+  const key = `k-${Math.random().toString(36).slice(2)}`;
+  const app = await startApp(config, { logger, apiKey: key, backends: { jail: backend }, shardCount: opts.shardCount });
+  for (let i = 0; i < 600 && app.gateway.lifecycle === 'starting'; i++) await new Promise((r) => setTimeout(r, 10));
+  if (app.gateway.lifecycle !== 'serving') throw new Error(`gateway is ${app.gateway.lifecycle}`);
+
+  const api = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(app.url + path, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      /* not JSON: keep the text */
+    }
+    return { status: res.status, body: parsed as any, headers: res.headers };
+  };
+
+  let closed = false;
+  return {
+    app,
+    backend,
+    url: app.url,
+    key,
+    stateDir,
+    subnet,
+    logs,
+    api,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await app.close(); // drains: every live sandbox is destroyed, then the backend is closed
+      if (!opts.stateDir) rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Open file descriptors of this process. */
+export function openFds(): number {
+  // readdir holds one descriptor on /proc/self/fd itself while it lists; constant, so it cancels out.
+  return readdirSync('/proc/self/fd').length;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
