@@ -155,29 +155,36 @@ function send(res: ServerResponse, status: number, body?: unknown, headers: Reco
   res.end(text);
 }
 
-/** Read the body up to `limit` bytes and parse it as JSON; an empty body is `undefined`. */
+/**
+ * Read the body up to `limit` bytes and parse it as JSON; an empty body is `undefined`. Beyond the
+ * limit: 413, and the rest of the body is read and discarded as it arrives (destroying the request
+ * instead would reset the connection before the client could read the 413).
+ */
 export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new CoppiceError('payload_too_large', `body larger than ${limit} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
+  const body = await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (chunk: Buffer) => {
+      if (over) return;
+      size += chunk.length;
       if (size > limit) {
-        req.destroy();
-        throw new CoppiceError('payload_too_large', `body larger than ${limit} bytes`);
+        over = true;
+        chunks.length = 0;
+        reject(new CoppiceError('payload_too_large', `body larger than ${limit} bytes`));
+        return;
       }
-      chunks.push(chunk as Buffer);
-    }
-  } catch (err) {
-    if (err instanceof CoppiceError) throw err;
+      chunks.push(chunk);
+    });
+    req.once('end', () => resolve(Buffer.concat(chunks)));
     // The client went away mid-body ("aborted"): its fault, not an internal error (nobody is left to answer).
-    throw badRequest('body', `incomplete: the client closed the connection after ${size} bytes (${(err as Error).message})`);
-  }
-  if (size === 0) return undefined;
+    req.once('error', (err) => reject(badRequest('body', `incomplete: the client closed the connection after ${size} bytes (${err.message})`)));
+  });
+  if (body.length === 0) return undefined;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch (err) {
     throw badRequest('body', `malformed JSON (${(err as Error).message})`);
   }

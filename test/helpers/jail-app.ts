@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { Agent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
@@ -29,6 +30,8 @@ export interface JailApp {
   /** Log records at `warn` and above (pino levels: 40 warn, 50 error, 60 fatal). */
   logs: LogRecord[];
   api<T = any>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: T; headers: Headers }>;
+  /** Close this client's idle keep-alive connections (before counting file descriptors). */
+  dropIdleConnections(): void;
   /** Stop the gateway (drain), close the backend, remove the state dir. */
   close(): Promise<void>;
 }
@@ -97,21 +100,47 @@ export async function startJailApp(opts: JailAppOptions = {}): Promise<JailApp> 
   for (let i = 0; i < 600 && app.gateway.lifecycle === 'starting'; i++) await new Promise((r) => setTimeout(r, 10));
   if (app.gateway.lifecycle !== 'serving') throw new Error(`gateway is ${app.gateway.lifecycle}`);
 
-  const api = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await fetch(app.url + path, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  // node:http with our own keep-alive agent (not fetch): the test can close idle connections before
+  // counting file descriptors (fetch's pool keeps them ~64 s, per the server's keep-alive hint).
+  const agent = new Agent({ keepAlive: true });
+  const api = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+    new Promise<{ status: number; body: any; headers: Headers }>((resolve, reject) => {
+      const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+      const u = new URL(app.url);
+      const req = httpRequest(
+        {
+          agent,
+          host: u.hostname,
+          port: Number(u.port),
+          method,
+          path,
+          headers: {
+            authorization: `Bearer ${key}`,
+            ...(data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {}),
+            ...headers,
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: unknown = text;
+            try {
+              parsed = text ? JSON.parse(text) : undefined;
+            } catch {
+              /* not JSON: keep the text */
+            }
+            const h = new Headers();
+            for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(', ') : v);
+            resolve({ status: res.statusCode ?? 0, body: parsed as any, headers: h });
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(data);
     });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      /* not JSON: keep the text */
-    }
-    return { status: res.status, body: parsed as any, headers: res.headers };
-  };
 
   let closed = false;
   return {
@@ -123,9 +152,11 @@ export async function startJailApp(opts: JailAppOptions = {}): Promise<JailApp> 
     subnet,
     logs,
     api,
+    dropIdleConnections: () => agent.destroy(),
     async close() {
       if (closed) return;
       closed = true;
+      agent.destroy();
       await app.close(); // drains: every live sandbox is destroyed, then the backend is closed
       if (!opts.stateDir) rmSync(stateDir, { recursive: true, force: true });
     },
