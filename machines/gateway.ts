@@ -122,7 +122,7 @@ export const gatewayMachine = setup({
     countDrained: assign({ drainedShards: ({ context }) => context.drainedShards + 1 }),
     // One pool per pooled template (bhyve: pool-ctl guests; jail: frozen sandboxes), spawned as templates appear.
     ensurePools: assign({
-      pools: ({ context, event, spawn }) => {
+      pools: ({ context, event, spawn, self }) => {
         if (event.type !== 'TEMPLATES') return context.pools;
         const pools = { ...context.pools };
         const jail = context.jailPool;
@@ -134,11 +134,15 @@ export const gatewayMachine = setup({
           pools[t.name] = spawn('pool', {
             id: `pool:${t.name}`,
             systemId: `pool:${t.name}`,
-            input: { template: t.name, backend: t.backend, size: t.backend === 'jail' ? jailSize : 0 },
+            // Pools spawned while serving (a reload) are armed at once; earlier ones at serving entry.
+            input: { template: t.name, backend: t.backend, size: t.backend === 'jail' ? jailSize : 0, armed: self.getSnapshot().matches('serving') },
           });
         }
         return pools;
       },
+    }),
+    armPools: enqueueActions(({ enqueue, context }) => {
+      for (const pool of Object.values(context.pools)) enqueue.sendTo(pool, { type: 'ARM' });
     }),
     drainPools: enqueueActions(({ enqueue, context }) => {
       for (const pool of Object.values(context.pools)) enqueue.sendTo(pool, { type: 'DRAIN' });
@@ -203,10 +207,8 @@ export const gatewayMachine = setup({
       },
     },
     serving: {
-      // Pools that wanted to fill while the gateway was starting get their chance now.
-      entry: enqueueActions(({ enqueue, context }) => {
-        for (const pool of Object.values(context.pools)) enqueue.sendTo(pool, { type: 'CHECK_SIZE' });
-      }),
+      // Pools fill in the background only once the gateway serves (their slots are sandboxes).
+      entry: 'armPools',
       on: {
         SPAWN: { actions: 'routeSpawn' },
         SIGINT: 'draining',

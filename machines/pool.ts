@@ -27,6 +27,8 @@ export interface PoolInput {
   refreshMs?: number;
   /** Slots to keep ready from the start (refilled in the background). */
   size?: number;
+  /** Background refills wait for ARM (the gateway arms its pools once it serves). Default true. */
+  armed?: boolean;
 }
 
 export interface PoolContext {
@@ -46,6 +48,7 @@ export interface PoolContext {
   error: Failure | null;
   /** After a failed warm, background refills wait until then (no hot retry loop). */
   refillAfter: number;
+  armed: boolean;
   refreshedAt: number | null;
 }
 
@@ -55,6 +58,7 @@ export type PoolEvent =
   | { type: 'PROGRESS'; line: string }
   | { type: 'REFRESH' }
   | { type: 'CHECK_SIZE' }
+  | { type: 'ARM' }
   | { type: 'EMPTY'; reqId: string }
   | { type: 'DRAIN'; reqId?: string };
 
@@ -84,7 +88,7 @@ export const poolMachine = setup({
     refresh: ({ context }) => context.refreshMs,
   },
   guards: {
-    belowSize: ({ context }) => context.available < context.size && Date.now() >= context.refillAfter,
+    belowSize: ({ context }) => context.armed && context.available < context.size && Date.now() >= context.refillAfter,
     hasSlot: ({ context }) => context.slots.length > 0,
   },
   actions: {
@@ -150,6 +154,7 @@ export const poolMachine = setup({
     pending: null,
     error: null,
     refillAfter: 0,
+    armed: input.armed ?? true,
     refreshedAt: null,
   }),
   initial: 'active',
@@ -162,6 +167,7 @@ export const poolMachine = setup({
           { guard: 'hasSlot', actions: ['take', 'dropTaken', 'checkSize'] },
           { actions: 'take' },
         ],
+        ARM: { actions: [assign({ armed: true }), 'checkSize'] },
       },
       states: {
         supply: {
@@ -209,12 +215,7 @@ export const poolMachine = setup({
                 onError: {
                   target: 'idle',
                   actions: [
-                    assign({
-                      error: ({ event }) => asFailure(event.error),
-                      // Refused because the gateway is not serving yet: no backoff, serving re-checks.
-                      refillAfter: ({ event }) =>
-                        ['not_ready', 'draining'].includes(asFailure(event.error).code) ? 0 : Date.now() + REFILL_BACKOFF_MS,
-                    }),
+                    assign({ error: ({ event }) => asFailure(event.error), refillAfter: () => Date.now() + REFILL_BACKOFF_MS }),
                     'replyError',
                     assign({ pending: null, target: null }),
                     raise({ type: 'REFRESH' }),

@@ -28,6 +28,9 @@ function standby(system: System, slots: string[]): string[] {
 
 /** Spawn one pooled sandbox through the gateway and wait until it is parked. */
 async function spawnSlot(system: System, template: string): Promise<string> {
+  // Effects start while the actor system is mid-transition, when a send is only queued: step
+  // out of it first, so the SPAWN below is processed (and the slot spawned) before send returns.
+  await new Promise((r) => setImmediate(r));
   const gateway = system.get('gateway');
   if (!gateway) throw new CoppiceError('internal', 'gateway actor not found');
   let id = slotId();
