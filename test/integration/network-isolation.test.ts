@@ -7,13 +7,13 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLinuxJailBackend, findLeftovers, type CreateStep, type LinuxJailBackend } from '../../src/backends/jail/linux/index.ts';
-import { CHAINS, ensureScript, listElements, sandboxVeths, SANDBOX_IFGROUP } from '../../src/backends/jail/linux/firewall.ts';
+import { CHAINS, ensureScript, FORWARD_MARK, listElements, sandboxVeths, SANDBOX_IFGROUP } from '../../src/backends/jail/linux/firewall.ts';
 import { hostNameservers, parseNameservers, RESOLV_MARKER, usableNameservers } from '../../src/backends/jail/linux/dns.ts';
 import type { SandboxHandle, Template } from '../../src/backends/types.ts';
 import { startTestGateway, TEMPLATES_ROOT, type TestGateway } from '../helpers/gateway.ts';
@@ -28,6 +28,7 @@ try {
 }
 const skip = !root ? 'needs root (runc, netns, nftables)' : !nftOk ? 'needs nft (apt install nftables)' : false;
 const REPO = new URL('../..', import.meta.url).pathname;
+const tag = randomBytes(3).toString('hex').slice(0, 5);
 
 const sh = (file: string, args: string[]) => execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const tryNft = (...args: string[]): string | null => {
@@ -47,12 +48,36 @@ function counter(chain: string, needle: string): number {
   return Number(/counter packets (\d+)/.exec(line ?? '')?.[1] ?? NaN);
 }
 
+/**
+ * Our own runc state root, through a `runc` wrapper first on PATH: a gateway starting elsewhere on
+ * this host reconciles against `runc list` (every container under the default root) and would
+ * destroy our sandboxes as its orphans mid-test. Network behaviour does not depend on the root.
+ */
+const RUNC_DIR = `/tmp/coppice-netiso-bin-${tag}`;
+const RUNC_ROOT = `/run/coppice-netiso-runc-${tag}`;
+function privateRunc(): void {
+  const real = sh('sh', ['-c', 'command -v runc']).trim();
+  mkdirSync(RUNC_DIR, { recursive: true });
+  writeFileSync(join(RUNC_DIR, 'runc'), `#!/bin/sh\nexec ${real} --root ${RUNC_ROOT} "$@"\n`, { mode: 0o755 });
+  process.env.PATH = `${RUNC_DIR}:${process.env.PATH}`;
+}
+function dropPrivateRunc(): void {
+  rmSync(RUNC_DIR, { recursive: true, force: true });
+  try {
+    rmdirSync(RUNC_ROOT); // empty once every container is deleted; left (and visible) otherwise
+  } catch {
+    /* not empty or never made */
+  }
+}
+if (!skip) privateRunc();
+process.on('exit', dropPrivateRunc);
+
 // --- "The internet": a netns reached through a veth from the host, with TCP+UDP listeners in it.
-const tag = randomBytes(3).toString('hex').slice(0, 5);
 const INET_NS = `cpt-inet-${tag}`;
 const INET_HOST_IF = `cni${tag}a`;
 const INET_PEER_IF = `cni${tag}b`;
 let inetNet = ''; // 10.251.X
+let metaNet = ''; // 169.254.Y: a link-local /24 in the same netns, standing in for a cloud metadata service
 let inetProc: ChildProcess | undefined;
 const inetEvents: { conn?: string; dgram?: string; msg?: string }[] = [];
 let inetTcp = 0;
@@ -82,14 +107,17 @@ async function startInternet(): Promise<void> {
   sh('ip', ['-n', INET_NS, 'link', 'set', INET_PEER_IF, 'up']);
   sh('ip', ['-n', INET_NS, 'link', 'set', 'lo', 'up']);
   sh('ip', ['-n', INET_NS, 'route', 'add', 'default', 'via', `${inetNet}.1`]);
+  metaNet = pickNet('169.254');
+  sh('ip', ['-n', INET_NS, 'addr', 'add', `${metaNet}.2/24`, 'dev', INET_PEER_IF]);
+  sh('ip', ['route', 'add', `${metaNet}.0/24`, 'dev', INET_HOST_IF]); // goes with the veth
   const script = `
     const net = require('net'), dgram = require('dgram');
     const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
     const t = net.createServer((s) => { out({ conn: s.remoteAddress }); s.end('HTTP/1.0 200 OK\\r\\nContent-Length: 8\\r\\n\\r\\ninet-ok\\n'); });
-    t.listen(0, '${inetNet}.2', () => {
+    t.listen(0, '0.0.0.0', () => {
       const u = dgram.createSocket('udp4');
       u.on('message', (m, r) => out({ dgram: r.address, msg: m.toString() }));
-      u.bind(0, '${inetNet}.2', () => out({ ready: true, tcp: t.address().port, udp: u.address().port }));
+      u.bind(0, '0.0.0.0', () => out({ ready: true, tcp: t.address().port, udp: u.address().port }));
     });`;
   inetProc = spawn('ip', ['netns', 'exec', INET_NS, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
@@ -225,7 +253,8 @@ describe('network isolation: sandboxes behind the inet coppice table', { skip },
   };
   const py = (id: string, script: string, ...args: string[]) => exec(id, ['python3', '-c', script, ...args]);
   const nc = (id: string, ip: string, port: number) => exec(id, ['sh', '-c', `nc -w 2 ${ip} ${port} </dev/null; echo "rc=$?"`]);
-  const wget = (id: string, url: string) => exec(id, ['wget', '-q', '-T', '2', '-O', '-', url]);
+  // Not `wget -T`: Debian's busybox 1.35 wget segfaults with it.
+  const wget = (id: string, url: string) => exec(id, ['timeout', '3', 'wget', '-q', '-O', '-', url]);
 
   before(async () => {
     forwardBefore = ipForward();
@@ -327,7 +356,7 @@ describe('network isolation: sandboxes behind the inet coppice table', { skip },
   });
 
   test('sandboxes cannot reach each other; the host can open connections into a sandbox', async () => {
-    await exec(C.id, ['sh', '-c', 'nohup nc -ll -p 8000 -e echo sandbox-c-ok >/dev/null 2>&1 &']);
+    await exec(C.id, ['sh', '-c', 'setsid nc -ll -p 8000 -e echo sandbox-c-ok </dev/null >/dev/null 2>&1 &']);
     let got = '';
     for (let i = 0; i < 50 && !got.includes('sandbox-c-ok'); i++) {
       got = await hostConnect(C.ip, 8000).catch(() => '');
@@ -344,21 +373,24 @@ describe('network isolation: sandboxes behind the inet coppice table', { skip },
     assert.doesNotMatch(fromD.stdout, /sandbox-c-ok/, 'D -> C');
   });
 
-  test('egress: off by default, on with allow_internet_access (masqueraded behind the host)', async () => {
+  test('egress: off by default, on with allow_internet_access (masqueraded behind the host), never link-local', async () => {
     assert.equal(ipForward(), '1', 'forwarding on (an egress sandbox exists)');
+    if (forwardBefore === '0') assert.ok(existsSync(FORWARD_MARK), 'coppice marked it as set by coppice');
     inetEvents.length = 0;
-    const [a, d, dw, b, c] = await Promise.all([
+    const [a, d, dw, b, c, meta] = await Promise.all([
       py(A.id, PY_TCP, `${inetNet}.2`, String(inetTcp)),
       nc(D.id, `${inetNet}.2`, inetTcp),
       wget(D.id, `http://${inetNet}.2:${inetTcp}/`),
       py(B.id, PY_TCP, `${inetNet}.2`, String(inetTcp)),
       nc(C.id, `${inetNet}.2`, inetTcp),
+      py(A.id, PY_TCP, `${metaNet}.2`, String(inetTcp)), // link-local (cloud metadata): never
     ]);
     assert.match(a.stdout, /^CONNECTED inet-ok/, a.stdout + a.stderr);
     assert.match(d.stdout, /inet-ok/);
     assert.match(dw.stdout, /inet-ok/, 'wget too');
     assert.match(b.stdout, /^FAILED/, 'B without internet');
     assert.doesNotMatch(c.stdout, /inet-ok/, 'C without internet');
+    assert.match(meta.stdout, /^FAILED/, 'no link-local (169.254/16) even with internet access');
     await sleep(200);
     const peers = inetEvents.filter((e) => e.conn).map((e) => e.conn);
     assert.equal(peers.length, 3, `A, D (nc) and D (wget) connected: ${JSON.stringify(peers)}`);
@@ -405,18 +437,20 @@ describe('network isolation: sandboxes behind the inet coppice table', { skip },
     }
   });
 
-  test('gateway close (drain) removes the table and turns forwarding back off', async () => {
+  test('gateway close (drain) removes the table and turns forwarding back off', async (t) => {
     await gw.close();
     gwClosed = true;
     const foreign = sandboxVeths();
     if (foreign.length > 0) {
       // Another coppice on this host has sandboxes: their isolation depends on the table.
       assert.ok(listTable(), `kept for ${foreign.join(', ')}`);
+      t.diagnostic(`table kept: ${foreign.length} sandbox veth(s) of another coppice on this host`);
       return;
     }
     assert.equal(listTable(), null, 'nft list table inet coppice fails');
     assert.equal(tryNft('list', 'table', 'inet', 'coppice'), null);
     if (forwardBefore === '0') assert.equal(ipForward(), '0', 'ip_forward back to 0');
+    assert.equal(existsSync(FORWARD_MARK), false);
   });
 });
 
