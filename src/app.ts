@@ -34,7 +34,15 @@ export interface AppDeps {
 export async function platformJailBackend(config: Config, logger: Logger): Promise<Backend> {
   if (process.platform === 'linux') {
     const { createLinuxJailBackend } = await import('./backends/jail/linux/index.ts');
-    return createLinuxJailBackend({ stateDir: config.stateDir, subnet: config.jailSubnet, logger });
+    return createLinuxJailBackend({
+      stateDir: config.stateDir,
+      subnet: config.jailSubnet,
+      logger,
+      allowHostPorts: (config.jailAllowHostPorts?.split(',') ?? []).map((p) => {
+        const [proto, port] = p.split(':');
+        return { proto: proto as 'tcp' | 'udp', port: Number(port) };
+      }),
+    });
   }
   if (process.platform === 'freebsd') {
     // Untested on real FreeBSD (no FreeBSD host in CI): see src/backends/jail/freebsd/.

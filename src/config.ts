@@ -37,6 +37,12 @@ export const configSchema = z
     jailSubnet: cidr.default('10.78.0.0/24'),
     poolCtl: absPath.default('/usr/local/sbin/coppice-bhyve-pool-ctl.sh'),
     sshKey: absPath.default('/root/coppice-signing/pool-key'),
+    /** Host services sandboxes may reach anyway, e.g. `tcp:8080,udp:53` (default: none). */
+    jailAllowHostPorts: z
+      .string()
+      .regex(/^(tcp|udp):\d{1,5}(,(tcp|udp):\d{1,5})*$/, 'must be a list like tcp:8080,udp:53')
+      .refine((v) => v.split(',').every((p) => Number(p.split(':')[1]) >= 1 && Number(p.split(':')[1]) <= 65535), 'ports must be 1-65535')
+      .optional(),
     maxSandboxes: count.pipe(z.number().int().min(1).max(1_000_000)).default('500'),
     maxConcurrentCreates: count.pipe(z.number().int().min(1).max(10_000)).default('32'),
     createQueue: count.pipe(z.number().int().min(0).max(100_000)).default('128'),
@@ -62,6 +68,7 @@ const FLAGS = {
   'ssh-key': 'sshKey',
   'drain-timeout': 'drainTimeout',
   'max-sandboxes': 'maxSandboxes',
+  'jail-allow-host-ports': 'jailAllowHostPorts',
   'max-concurrent-creates': 'maxConcurrentCreates',
   'create-queue': 'createQueue',
   'body-limit': 'bodyLimit',
