@@ -127,7 +127,7 @@ export const gatewayMachine = setup({
         const pools = { ...context.pools };
         const jail = context.jailPool;
         for (const t of event.templates) {
-          if (pools[t.name]) continue;
+          if (Object.hasOwn(pools, t.name)) continue;
           // bhyve: every template gets a pool (empty until warmed); jail: only when asked for.
           const jailSize = jail && (jail.templates === null || jail.templates.includes(t.name)) ? jail.size : 0;
           if (t.backend === 'jail' && jailSize === 0) continue;

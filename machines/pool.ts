@@ -66,9 +66,12 @@ export type PoolEmitted = Reply | { type: 'progress'; template: string; line: st
 
 const REFILL_BACKOFF_MS = 30_000;
 
+/** Only the gateway's own errors (they carry an HTTP status) keep their code; a raw errno
+ * (`ENOENT`...) or anything else from an effect is a backend failure. */
 const asFailure = (error: unknown): Failure => {
-  const e = error as Partial<Failure> | undefined;
-  return { code: typeof e?.code === 'string' ? e.code : 'backend_failed', message: e?.message ?? String(error) };
+  const e = error as (Partial<Failure> & { status?: unknown }) | undefined;
+  const own = typeof e?.code === 'string' && typeof e.status === 'number';
+  return { code: own ? e.code! : 'backend_failed', message: e?.message ?? String(error) };
 };
 
 export const poolMachine = setup({

@@ -93,9 +93,12 @@ const BUSY = {
   DRAIN: { actions: 'doom' },
   EXPIRE: { guard: 'expired', actions: 'doom' },
 } as const;
+/** Only the gateway's own errors (they carry an HTTP status) keep their code; a raw errno
+ * (`ENOENT`...) or anything else from an effect is a backend failure. */
 const asFailure = (error: unknown): Failure => {
-  const e = error as Partial<Failure> | undefined;
-  return { code: typeof e?.code === 'string' ? e.code : 'backend_failed', message: e?.message ?? String(error) };
+  const e = error as (Partial<Failure> & { status?: unknown }) | undefined;
+  const own = typeof e?.code === 'string' && typeof e.status === 'number';
+  return { code: own ? e.code! : 'backend_failed', message: e?.message ?? String(error) };
 };
 
 export const sandboxMachine = setup({

@@ -75,5 +75,7 @@ export function toErrorInfo(err: unknown): ErrorInfo {
 }
 
 export function fromErrorInfo(info: ErrorInfo): CoppiceError {
-  return new CoppiceError(info.code, info.message, { field: info.field });
+  // A code we do not know (never expected: machines keep only ours) is a backend failure.
+  const code: ErrorCode = info.code in STATUS ? info.code : 'backend_failed';
+  return new CoppiceError(code, info.message, { field: info.field });
 }

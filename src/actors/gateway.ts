@@ -208,7 +208,7 @@ export class Gateway {
   // ---- pools ----
 
   private poolRef(template: string): AnyActorRef {
-    const ref = (this.actor.getSnapshot().context as GatewayContext).pools[template];
+    const ref = poolOf(this.actor.getSnapshot().context as GatewayContext, template);
     if (ref) return ref;
     const t = this.templates().find((x) => x.name === template);
     if (!t) throw notFound(`template "${template}"`);
@@ -377,7 +377,7 @@ export class Gateway {
     // Slots are made without egress: a request for internet access goes cold.
     if (backend !== 'jail' || req.fromSnapshot || req.internet) return null;
     if (req.limits && (Object.keys(req.limits) as (keyof Limits)[]).some((k) => req.limits![k] !== DEFAULT_LIMITS[k])) return null;
-    const pool = (this.actor.getSnapshot().context as GatewayContext).pools[template];
+    const pool = poolOf(this.actor.getSnapshot().context as GatewayContext, template);
     if (!pool || pool.getSnapshot().status !== 'active') return null;
     // A slot can vanish between TAKE and CHECKOUT (drained, failed): try the next one.
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -588,6 +588,10 @@ export class Gateway {
     });
   }
 }
+
+/** Own keys only: a template named "constructor" must not find Object.prototype's. */
+const poolOf = (c: GatewayContext, template: string): AnyActorRef | undefined =>
+  Object.hasOwn(c.pools, template) ? c.pools[template] : undefined;
 
 /** A pool slot nobody has taken yet is the pool's, not a caller's sandbox. */
 const isPoolSlot = (s: SandboxSnapshot) => s.context.pooled && s.matches('warm');

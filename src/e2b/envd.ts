@@ -105,6 +105,11 @@ export function createEnvd(gw: Gateway, opts: EnvdOptions): Envd {
           return unavailable(res, sandboxId, 'was not found');
         }
         if (view.state !== 'running') return unavailable(res, sandboxId, `is ${view.state}, not running`);
+        // The SDK speaks Connect's JSON codec; the binary one is not offered (a malformed binary
+        // body would otherwise surface as an internal error). Connect's answer: 415.
+        if (/proto/i.test(header(req, 'content-type') ?? '')) {
+          return sendJson(res, 415, { code: 'invalid_argument', message: 'only the JSON codec is supported (application/json, application/connect+json)' });
+        }
         if (!opts.tokens.check(sandboxId, header(req, 'x-access-token')) && !opts.keyOk(presentedKey(req))) {
           return sendJson(res, 401, { code: 401, message: 'missing or invalid X-Access-Token for this sandbox' });
         }

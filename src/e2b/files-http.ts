@@ -140,7 +140,10 @@ export async function writeFile(t: FsTarget, path: string, source: AsyncIterable
   const h = await startHelper(t, SCRIPTS.write, [pathArg(path)], { stdin: true, capture: 64 * 1024, timeoutMs: 0 });
   await feed(h, source);
   const exit = await h.channel.exited;
-  if (exit.exitCode !== 0) throw errorOf(exit, h.channel.output('stderr').toString('utf8'));
+  if (exit.exitCode !== 0) {
+    const e = errorOf(exit, h.channel.output('stderr').toString('utf8'));
+    throw new FsError(e.kind, `writing ${path}: ${e.message}`);
+  }
   const pwd = h.channel.output('stdout').toString('utf8').trim() || '/';
   const abs = absolute(pwd, path);
   return { name: abs.split('/').pop() ?? abs, path: abs, type: 'file' };

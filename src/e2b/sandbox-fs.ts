@@ -143,6 +143,11 @@ export function errorOf(exit: ProcessExit, stderr: string): FsError {
   if (/Not a directory/i.test(stderr)) return new FsError('not_dir', text);
   if (/Is a directory/i.test(stderr)) return new FsError('is_dir', text);
   if (/File exists|Directory not empty/i.test(stderr)) return new FsError('exists', text);
+  // The sandbox refused the bytes (a /proc file, a full disk, a too-large file): the caller's
+  // request cannot be done there, not a gateway fault.
+  if (/write error|Invalid argument|Input\/output error|No space left|File too large|Bad address/i.test(stderr)) {
+    return new FsError('invalid', text);
+  }
   return new FsError('internal', text);
 }
 

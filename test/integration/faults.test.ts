@@ -224,16 +224,6 @@ describe('faults: a container that vanishes behind the gateway', { skip, timeout
 
   test(
     'the errors behind those 502s are typed backend failures naming the sandbox (no "unhandled error")',
-    {
-      todo:
-        'bug: pause/resume/snapshot of a jail sandbox whose cgroup is gone reject with a raw errno Error (snapshot: ' +
-        'freeze() runs before the try that wraps errors, src/backends/jail/linux/index.ts), and the sandbox machine\'s ' +
-        'asFailure() (machines/sandbox.ts; likewise toErrorInfo in src/errors.ts) copies any string `code` - here ' +
-        '"ENOENT" - into the reply as if it were an ErrorCode. fromErrorInfo() then builds a CoppiceError whose status ' +
-        'is undefined: before this change the edge threw ERR_HTTP_INVALID_STATUS_CODE inside its error path (no ' +
-        'response, and an unhandled rejection that exits `coppice serve`); the edge now maps it to 502 and logs ' +
-        '"unhandled error". Fix: only known ErrorCodes pass through asFailure/toErrorInfo, and snapshot wraps freeze().',
-    },
     async () => {
       const r = await g.api('POST', '/sandboxes', { templateID: 'busybox' });
       const id = r.body.sandboxID as string;
@@ -319,14 +309,6 @@ describe('faults: a full disk while copying a snapshot', { skip, timeout: 120_00
 
   test(
     'a listing while a snapshot is being copied neither fails nor removes the snapshot in progress',
-    {
-      todo:
-        'bug: listSnapshots() (src/backends/jail/linux/snapshot.ts) treats a snapshot dir without meta.json as a dead copy ' +
-        'and rm -rf\'s it, but writeSnapshot() writes meta.json only after the copy: a GET /snapshots during a POST ' +
-        '/snapshot deletes the copy in progress under cp (the snapshot then fails, or GET /snapshots answers 500 ' +
-        'ENOTEMPTY from the racing rm). Needs an in-progress marker (e.g. copy into snapshots/.tmp-<id> and rename) ' +
-        'instead of "no meta.json = dead".',
-    },
     async () => {
       // This one needs room: the 2 MiB tmpfs goes, snapshots land in the state dir again.
       execFileSync('umount', [snapDir]);
@@ -364,7 +346,8 @@ describe('faults: SSH dropping mid-stream (bhyve exec shim, real sshd behind a c
   before(async () => {
     sshd = await startLocalSshd();
     proxy = await startProxy(sshd.port);
-    conn = new GuestConnection({ host: '127.0.0.1', port: proxy.port, privateKey: sshd.privateKey, readyTimeoutMs: 5000 });
+    // Short keepalive so a partition is noticed within the test's patience (production: 10 s x 12).
+    conn = new GuestConnection({ host: '127.0.0.1', port: proxy.port, privateKey: sshd.privateKey, readyTimeoutMs: 5000, keepaliveIntervalMs: 1000, keepaliveCountMax: 3 });
     await conn.connect();
   });
 
@@ -446,13 +429,6 @@ describe('faults: SSH dropping mid-stream (bhyve exec shim, real sshd behind a c
 
   test(
     'a connection that goes silent (no FIN, no RST) fails the exec in flight within a bounded time',
-    {
-      todo:
-        'bug: GuestConnection (src/backends/bhyve/ssh.ts) connects without keepaliveInterval/keepaliveCountMax, so a ' +
-        'partition (peer gone without FIN/RST) is never noticed: the exec in flight hangs until its own timeout (or ' +
-        'forever with timeoutMs 0), and every later exec on that connection hangs too. ssh2 keepalive (e.g. 5 s x 3) ' +
-        'would fail them with "SSH connection lost" and let the next exec redial.',
-    },
     async () => {
       const p = conn.exec({ argv: ['sh', '-c', 'while :; do echo x; sleep 0.05; done'] });
       collect(p);

@@ -394,35 +394,8 @@ const freezerAlive = (id: string) => existsSync(`/sys/fs/cgroup/freezer/coppice/
  * Failures that come from bugs outside the edge, filed and pinned by a `todo` test in
  * faults.test.ts; counted and printed here, not failed on (so the fuzz keeps guarding the rest).
  */
-const KNOWN_BUGS: { failure: RegExp; log: RegExp; bug: string }[] = [
-  {
-    // GET /snapshots while a snapshot is being copied: listSnapshots() takes the in-progress dir
-    // (no meta.json yet) for a dead one and rm -rf's it under cp (ENOTEMPTY -> 500).
-    failure: /^(GET|HEAD) \S*snapshots\S*( body=.*)?: undocumented 500/,
-    log: /(ENOTEMPTY|ENOENT)[^"]*\/snapshots\/snap-/,
-    bug: 'listSnapshots removes in-progress snapshot dirs (races POST /snapshot)',
-  },
-  {
-    // envd Connect RPC: a body that does not decode as protobuf -> Connect "internal" (HTTP 500);
-    // the same mistake in JSON is a 400 invalid_argument. (todo test below)
-    failure: /^envd POST \/(process\.Process|filesystem\.Filesystem)\/\S+ .*: 500 \{"code":"internal","message":"parse binary/,
-    log: /^$/,
-    bug: 'envd: undecodable protobuf request body answers 500 internal instead of 400 invalid_argument',
-  },
-  {
-    // envd POST /files: a write the sandbox refuses (EINVAL/EIO from /proc files) -> 500 with cat's stderr. (todo test below)
-    failure: /^envd POST \/files\S* .*: 500 \{"code":500,"message":"cat: write error/,
-    log: /^$/,
-    bug: 'envd: POST /files whose in-sandbox write fails answers 500',
-  },
-  {
-    // Gateway.poolRef() looks the name up in a plain object: "toString", "constructor"... find
-    // Object.prototype's functions and call .getSnapshot() on them. (todo test below)
-    failure: /^POST \/pool\/(toString|constructor|hasOwnProperty|valueOf|isPrototypeOf|propertyIsEnumerable|toLocaleString)\/\S*.*undocumented 500/,
-    log: /getSnapshot is not a function/,
-    bug: 'pool routes: template names that are Object.prototype keys answer 500',
-  },
-];
+// Empty: every bug the fuzz found has been fixed; add an entry (with a todo test) to file a new one.
+const KNOWN_BUGS: { failure: RegExp; log: RegExp; bug: string }[] = [];
 const known = (failure: string) => KNOWN_BUGS.find((k) => k.failure.test(failure));
 
 const verbose = (msg: string) => {
@@ -927,33 +900,24 @@ describe('fuzz: hostile REST and WebSocket input against one gateway', { skip, t
     fetch(g.url + path, { method: 'POST', headers: { 'e2b-sandbox-id': id, 'x-api-key': g.key, 'content-type': contentType, 'connect-protocol-version': '1' }, body: typeof body === 'string' ? body : new Uint8Array(body) });
 
   test(
-    'envd Connect RPC: a request body that does not decode is 400 invalid_argument, whatever its encoding',
-    {
-      todo:
-        'bug: src/e2b (connect-node adapter in envd.ts): a unary request whose protobuf body does not decode (e.g. JSON sent ' +
-        'as application/proto, or bytes ending mid-field) answers HTTP 500 {"code":"internal","message":"parse binary: ' +
-        'premature EOF"}; the same mistake in JSON is 400 invalid_argument (connect-go answers invalid_argument for both). ' +
-        'A client error reported as a server fault; map decode failures to Code.InvalidArgument.',
-    },
+    'envd Connect RPC: the binary codec is refused with 415 invalid_argument (never a 500), the JSON codec still works',
     async () => {
       const id = live[0]!;
       for (const body of [Buffer.from('{"a":1}'), Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])]) {
-        const res = await envd(id, '/filesystem.Filesystem/Stat', 'application/proto', body);
-        const text = await res.text();
-        assert.equal(res.status, 400, text);
-        assert.equal(JSON.parse(text).code, 'invalid_argument');
+        for (const ct of ['application/proto', 'application/connect+proto']) {
+          const res = await envd(id, '/filesystem.Filesystem/Stat', ct, body);
+          const text = await res.text();
+          assert.equal(res.status, 415, text);
+          assert.equal(JSON.parse(text).code, 'invalid_argument');
+        }
       }
+      const ok = await envd(id, '/filesystem.Filesystem/Stat', 'application/json', JSON.stringify({ path: '/' }));
+      assert.equal(ok.status, 200, await ok.text());
     },
   );
 
   test(
     'envd POST /files: a write the sandbox refuses is a 4xx naming the path, not a 500',
-    {
-      todo:
-        'bug: src/e2b/files-http.ts: POST /files?path=/proc/self/environ (or /proc/1/mem) answers 500 {"code":500,"message":"cat: ' +
-        'write error: Invalid argument"}: an in-sandbox write failure (EINVAL, EIO, EACCES on special files) is reported as ' +
-        'an internal error with the helper\'s stderr; it is the caller\'s bad target (4xx, naming the path), as for ENOENT/EISDIR.',
-    },
     async () => {
       const id = live[0]!;
       for (const path of ['/proc/self/environ', '/proc/1/mem']) {
@@ -967,14 +931,6 @@ describe('fuzz: hostile REST and WebSocket input against one gateway', { skip, t
 
   test(
     'pool routes: a template name that is an Object.prototype key is a 404 like any unknown template',
-    {
-      todo:
-        'bug: src/actors/gateway.ts poolRef() (and createFromPool) read `context.pools[template]` from a plain object: ' +
-        'POST /pool/toString/warm (constructor, valueOf, hasOwnProperty, ...) finds Object.prototype.toString, calls ' +
-        '.getSnapshot() on it and answers 500 "actor.getSnapshot is not a function". Use Object.hasOwn (or a Map); ' +
-        'machines/gateway.ts ensurePools has the same lookup (`if (pools[t.name]) continue`), so a template named ' +
-        '"constructor" would never get a pool.',
-    },
     async () => {
       for (const name of ['toString', 'constructor', 'valueOf', 'hasOwnProperty']) {
         for (const [path, body] of [[`/pool/${name}/warm`, { count: 1 }], [`/pool/${name}/drain`, undefined]] as const) {

@@ -70,6 +70,14 @@ export interface GuestConnectionOptions {
   readyTimeoutMs?: number;
   /** User for execs that name none (the bhyve default is root). */
   defaultUser?: string;
+  /**
+   * Keepalive: a connection whose peer goes silent (partition, dead guest) is declared lost after
+   * interval x countMax and the next exec redials. Long enough that a paused (SIGSTOPped) guest
+   * keeps its connection and its streams through ordinary pauses (default 10 s x 12 = 2 min);
+   * a longer pause drops them, and execs after resume reconnect.
+   */
+  keepaliveIntervalMs?: number;
+  keepaliveCountMax?: number;
 }
 
 interface InFlight {
@@ -156,6 +164,8 @@ export class GuestConnection {
         tryKeyboard: false,
         hostVerifier: () => true,
         readyTimeout: this.opts.readyTimeoutMs ?? 5000,
+        keepaliveInterval: this.opts.keepaliveIntervalMs ?? 10_000,
+        keepaliveCountMax: this.opts.keepaliveCountMax ?? 12,
       });
     });
   }

@@ -8,7 +8,7 @@ import type { Backend, CreateSpec, ExecProcess, ExecSpec, LiveSandbox, SandboxHa
 import { AddressPool } from '../address-pool.ts';
 import { startExec } from './exec.ts';
 import { freeze, readFreezer, thaw } from './freezer.ts';
-import { deleteSnapshot, listSnapshots, readSnapshot, seedUpper, SNAPSHOT_ID, writeSnapshot } from './snapshot.ts';
+import { deleteSnapshot, listSnapshots, readSnapshot, removePartialSnapshots, seedUpper, SNAPSHOT_ID, writeSnapshot } from './snapshot.ts';
 import { assertId, freezerStatePath, ID_RE, PREFIX, sandboxNames, type SandboxNames } from './names.ts';
 import { ensureNetnsDir, setSandboxGroup, setupHostSide, setupSandboxSide, teardownNetwork, vethExists } from './network.ts';
 import { hostNameservers, RESOLV_MARKER, resolvConfText } from './dns.ts';
@@ -88,6 +88,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     if (!existsSync(p)) throw backendFailed(`jail/linux: ${p} is missing (apt install tini busybox-static)`);
   }
   await mkdir(join(opts.stateDir, 'sandboxes'), { recursive: true, mode: 0o700 });
+  await removePartialSnapshots(opts.stateDir);
   await ensureNetnsDir();
   // Network isolation: the nft table exists before any sandbox does, and outlives none (close()).
   const firewall = await Firewall.open({ subnet: opts.subnet ?? '10.78.0.0/24', allowHostPorts: opts.allowHostPorts, logger: log }).catch((e) => {
@@ -263,8 +264,12 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       const freezer = freezerStatePath(handle.id);
       // Frozen during the copy so the files are consistent; a paused sandbox stays paused.
       const wasFrozen = (await readFreezer(freezer).catch(() => 'THAWED')) === 'FROZEN';
-      if (!wasFrozen) await freeze(freezer);
+      let frozeIt = false;
       try {
+        if (!wasFrozen) {
+          await freeze(freezer);
+          frozeIt = true;
+        }
         return await writeSnapshot(opts.stateDir, n.upper, {
           snapshotID,
           sandboxID: handle.id,
@@ -275,7 +280,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       } catch (e) {
         throw backendFailed(`snapshot of ${handle.id}: ${message(e)}`, e);
       } finally {
-        if (!wasFrozen) await thaw(freezer).catch((e) => log.warn({ id: handle.id, err: message(e) }, 'thaw after snapshot failed'));
+        if (frozeIt) await thaw(freezer).catch((e) => log.warn({ id: handle.id, err: message(e) }, 'thaw after snapshot failed'));
       }
     },
 

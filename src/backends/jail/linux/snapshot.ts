@@ -31,22 +31,35 @@ export async function treeBytes(dir: string): Promise<number> {
   return r ? Number(r.stdout.split(/\s/)[0]) || 0 : 0;
 }
 
+/** Copies in progress live under a dot-name and are renamed into place when complete. */
+const IN_PROGRESS = '.partial-';
+
 /** Write the snapshot of `upper` under its id; on any failure nothing of it is left. */
 export async function writeSnapshot(stateDir: string, upper: string, record: Omit<SnapshotRecord, 'sizeBytes'>): Promise<SnapshotRecord> {
   const p = snapshotPaths(stateDir, record.snapshotID);
+  const tmp = snapshotPaths(stateDir, IN_PROGRESS + record.snapshotID);
   await mkdir(join(stateDir, 'snapshots'), { recursive: true, mode: 0o700 });
-  await mkdir(p.dir, { mode: 0o700 });
+  await mkdir(tmp.dir, { mode: 0o700 });
   try {
-    await mkdir(p.upper);
-    await copyTree(upper, p.upper);
-    const full: SnapshotRecord = { ...record, sizeBytes: await treeBytes(p.upper) };
-    // meta.json last: a snapshot without it is incomplete and ignored (and cleaned) by listSnapshots.
-    await writeFile(p.meta + '.tmp', JSON.stringify(full));
-    await rename(p.meta + '.tmp', p.meta);
+    await mkdir(tmp.upper);
+    await copyTree(upper, tmp.upper);
+    const full: SnapshotRecord = { ...record, sizeBytes: await treeBytes(tmp.upper) };
+    await writeFile(tmp.meta, JSON.stringify(full));
+    // Visible only once complete: a listing never sees (nor removes) a copy in progress.
+    await rename(tmp.dir, p.dir);
     return full;
   } catch (err) {
-    await rm(p.dir, { recursive: true, force: true });
+    await rm(tmp.dir, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/** At backend start no copy can be in progress: remove what a crash left mid-copy. */
+export async function removePartialSnapshots(stateDir: string): Promise<void> {
+  const root = join(stateDir, 'snapshots');
+  if (!existsSync(root)) return;
+  for (const name of await readdir(root)) {
+    if (name.startsWith(IN_PROGRESS)) await rm(join(root, name), { recursive: true, force: true });
   }
 }
 
@@ -66,8 +79,6 @@ export async function listSnapshots(stateDir: string): Promise<SnapshotRecord[]>
   for (const id of await readdir(root)) {
     const rec = await readSnapshot(stateDir, id);
     if (rec) out.push(rec);
-    // A directory without meta.json is a copy that died midway (crash, full disk): remove it.
-    else if (SNAPSHOT_ID.test(id)) await rm(join(root, id), { recursive: true, force: true });
   }
   return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
 }
