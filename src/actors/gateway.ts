@@ -302,18 +302,20 @@ export class Gateway {
   async create(req: CreateRequest): Promise<SandboxView> {
     this.assertServing();
     const max = this.opts.maxSandboxes ?? Infinity;
-    if (this.liveCount() >= max) throw new TooManyRequests(`sandbox limit reached (${max} live)`, 5);
+    if (max !== Infinity && this.liveCount() >= max) throw new TooManyRequests(`sandbox limit reached (${max} live)`, 5);
     return this.admission.run(() => this.createNow(req));
   }
 
-  /** Live caller sandboxes (pool slots excluded): one walk over the shards. */
+  /**
+   * Live caller sandboxes, from the shards' own counts minus the pools' parked slots: O(shards),
+   * never a walk over every sandbox (that made each create O(N), so N creates O(N^2)).
+   */
   liveCount(): number {
+    const c = this.actor.getSnapshot().context as GatewayContext;
     let n = 0;
-    for (const ref of this.sandboxRefs()) {
-      const s = ref.getSnapshot() as SandboxSnapshot;
-      if (s.status === 'active' && !isPoolSlot(s)) n++;
-    }
-    return n;
+    for (const shard of c.shards) n += shard.getSnapshot().context.live;
+    for (const pool of Object.values(c.pools)) n -= (pool.getSnapshot().context as PoolContext).slots.length;
+    return Math.max(0, n);
   }
 
   private async createNow(req: CreateRequest): Promise<SandboxView> {

@@ -275,7 +275,7 @@ describe('faults: a full disk while copying a snapshot', { skip, timeout: 120_00
     await execOk(g, id, 'head -c 4000000 /dev/urandom > /big.bin && echo small > /small.txt && sync');
     // A command running through the snapshot must come out of it running (frozen only during the copy).
     const ticker = new ExecWsClient(g.url, id, g.key);
-    await ticker.start({ type: 'start', cmd: 'i=0; while [ $i -lt 100 ]; do echo $i; i=$((i+1)); sleep 0.05; done' });
+    await ticker.start({ type: 'start', cmd: 'i=0; while [ $i -lt 2000 ]; do echo $i; i=$((i+1)); sleep 0.05; done' });
 
     const before = (await g.api('GET', '/snapshots')).body;
     const s = await g.api('POST', `/sandboxes/${id}/snapshot`);

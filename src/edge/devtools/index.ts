@@ -11,13 +11,12 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
 import type { Gateway } from '../../actors/gateway.ts';
 import { badRequest, CoppiceError } from '../../errors.ts';
 import type { Router } from '../router.ts';
-import { KEY_PROTOCOL_PREFIX } from '../ws/protocol.ts';
-import { rejectUpgrade } from '../ws/exec.ts';
+import { offeredProtocols, rejectUpgrade, upgradeAuth, upgradeOnlyRoute, upgradePath, wsServer } from '../ws/upgrade.ts';
 import { DEFAULT_LIMITS, DevtoolsHub, Outbox, type HubClient } from './hub.ts';
 import { DEVTOOLS_WS_PROTOCOL, type DevtoolsMessage, type OutboxLimits } from './protocol.ts';
 import { buildTree } from './tree.ts';
@@ -82,30 +81,15 @@ export function createDevtools(
       const compact = ['1', 'true'].includes(ctx.query.get('compact') ?? '');
       return { status: 200, body: buildTree(gw, { sandbox, compact }), headers: { 'cache-control': 'no-store' } };
     })
-    .on('GET', WS_PATH, () => {
-      throw new CoppiceError('bad_request', `${WS_PATH} is a WebSocket endpoint: send "Connection: Upgrade" and "Upgrade: websocket"`);
-    });
+;
+  upgradeOnlyRoute(router, WS_PATH);
 
-  const wss = new WebSocketServer({
-    noServer: true,
-    perMessageDeflate: false,
-    maxPayload: 64 * 1024,
-    handleProtocols: (offered) => (offered.has(DEVTOOLS_WS_PROTOCOL) ? DEVTOOLS_WS_PROTOCOL : false),
-  });
-
-  const keyOk = (req: IncomingMessage): boolean => {
-    if (authorized(req)) return true;
-    const key = offeredKey(req);
-    return key !== undefined && authorized({ headers: { 'x-api-key': key } } as unknown as IncomingMessage);
-  };
+  const wss = wsServer(DEVTOOLS_WS_PROTOCOL, 64 * 1024);
+  const keyOk = upgradeAuth(authorized);
 
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): boolean => {
-    let pathname: string;
-    try {
-      pathname = new URL(req.url ?? '/', 'http://gateway').pathname;
-    } catch {
-      return false;
-    }
+    const pathname = upgradePath(req);
+    if (pathname === null) return false;
     if (pathname !== WS_PATH && pathname !== `${WS_PATH}/`) return false;
     socket.on('error', () => socket.destroy());
     const refuse = (err: CoppiceError) => {
@@ -190,12 +174,3 @@ export function createDevtools(
   };
 }
 
-function offeredProtocols(req: IncomingMessage): string[] {
-  const header = req.headers['sec-websocket-protocol'];
-  return header ? header.split(',').map((p) => p.trim()) : [];
-}
-
-function offeredKey(req: IncomingMessage): string | undefined {
-  for (const p of offeredProtocols(req)) if (p.startsWith(KEY_PROTOCOL_PREFIX)) return p.slice(KEY_PROTOCOL_PREFIX.length);
-  return undefined;
-}

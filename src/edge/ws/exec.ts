@@ -48,10 +48,13 @@
 // Stdin: while more than 1 MiB of stdin waits for the command, this socket is not read.
 // Keepalive: the server pings every 30 s; a client that has not answered by the next ping is
 // dropped (detached, not killed).
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { constants } from 'node:os';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, WebSocket, type RawData } from 'ws';
+import { WebSocket, type RawData } from 'ws';
+import { rejectUpgrade, upgradeAuth, upgradeOnlyRoute, upgradePath, wsServer } from './upgrade.ts';
+
+export { rejectUpgrade };
 import { z } from 'zod';
 import type { Gateway } from '../../actors/gateway.ts';
 import type { Reader, Stream, Subscription } from '../../actors/process-channel.ts';
@@ -64,7 +67,6 @@ import {
   CLOSE_EXITED,
   closeCodeFor,
   EXEC_WS_PROTOCOL,
-  KEY_PROTOCOL_PREFIX,
   TAG_STDERR,
   TAG_STDOUT,
   type ServerMessage,
@@ -127,31 +129,15 @@ export function createExecWebSocket(
   authorized: (req: IncomingMessage) => boolean,
   opts: ExecWsOptions = {},
 ): ExecWebSocket {
-  const wss = new WebSocketServer({
-    noServer: true,
-    perMessageDeflate: false,
-    maxPayload: opts.maxPayload ?? 16 * 1024 * 1024,
-    handleProtocols: (offered) => (offered.has(EXEC_WS_PROTOCOL) ? EXEC_WS_PROTOCOL : false),
-  });
-  // A plain GET (no upgrade header) lands in the router: say what is needed.
-  router.on('GET', ROUTE, () => {
-    throw new CoppiceError('bad_request', `${ROUTE} is a WebSocket endpoint: send "Connection: Upgrade" and "Upgrade: websocket"`);
-  });
+  const wss = wsServer(EXEC_WS_PROTOCOL, opts.maxPayload ?? 16 * 1024 * 1024);
+  upgradeOnlyRoute(router, ROUTE);
   const count = (status: number) => gw.metrics.httpRequests.inc({ method: 'GET', route: ROUTE, status: String(status) });
 
-  const keyOk = (req: IncomingMessage): boolean => {
-    if (authorized(req)) return true;
-    const key = offeredKey(req);
-    return key !== undefined && authorized({ headers: { 'x-api-key': key } } as unknown as IncomingMessage);
-  };
+  const keyOk = upgradeAuth(authorized);
 
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): boolean => {
-    let pathname: string;
-    try {
-      pathname = new URL(req.url ?? '/', 'http://gateway').pathname;
-    } catch {
-      return false;
-    }
+    const pathname = upgradePath(req);
+    if (pathname === null) return false;
     const m = PATH.exec(pathname);
     if (!m) return false;
     socket.on('error', () => socket.destroy());
@@ -196,28 +182,6 @@ export function createExecWebSocket(
       wss.close();
     },
   };
-}
-
-/** Refuse an upgrade with a plain HTTP response carrying the usual JSON error body. */
-export function rejectUpgrade(socket: Duplex, err: CoppiceError): void {
-  const body = JSON.stringify(err.toJSON());
-  socket.end(
-    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\n` +
-      'Content-Type: application/json\r\n' +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-      'Connection: close\r\n\r\n' +
-      body,
-  );
-}
-
-function offeredKey(req: IncomingMessage): string | undefined {
-  const header = req.headers['sec-websocket-protocol'];
-  if (!header) return undefined;
-  for (const p of header.split(',')) {
-    const t = p.trim();
-    if (t.startsWith(KEY_PROTOCOL_PREFIX)) return t.slice(KEY_PROTOCOL_PREFIX.length);
-  }
-  return undefined;
 }
 
 type Phase = 'new' | 'starting' | 'bound' | 'closed';

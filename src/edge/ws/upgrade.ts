@@ -1,0 +1,66 @@
+// What every WebSocket endpoint of the edge shares: the upgrade's authentication (headers as REST,
+// or for browsers the `coppice.key.<key>` subprotocol), its path, the server and refusals as
+// plain HTTP with the usual JSON error body.
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import { CoppiceError } from '../../errors.ts';
+import type { Router } from '../router.ts';
+import { KEY_PROTOCOL_PREFIX } from './protocol.ts';
+
+export function offeredProtocols(req: IncomingMessage): string[] {
+  const header = req.headers['sec-websocket-protocol'];
+  return header ? header.split(',').map((p) => p.trim()) : [];
+}
+
+function offeredKey(req: IncomingMessage): string | undefined {
+  for (const p of offeredProtocols(req)) if (p.startsWith(KEY_PROTOCOL_PREFIX)) return p.slice(KEY_PROTOCOL_PREFIX.length);
+  return undefined;
+}
+
+/** An upgrade is authorized by the REST headers or by a key offered as a subprotocol. */
+export function upgradeAuth(authorized: (req: IncomingMessage) => boolean): (req: IncomingMessage) => boolean {
+  return (req) => {
+    if (authorized(req)) return true;
+    const key = offeredKey(req);
+    return key !== undefined && authorized({ headers: { 'x-api-key': key } } as unknown as IncomingMessage);
+  };
+}
+
+/** The request's path, or null when its URL does not parse (not ours to answer). */
+export function upgradePath(req: IncomingMessage): string | null {
+  try {
+    return new URL(req.url ?? '/', 'http://gateway').pathname;
+  } catch {
+    return null;
+  }
+}
+
+/** A server that speaks only `protocol` (the key subprotocol is never echoed). */
+export function wsServer(protocol: string, maxPayload: number): WebSocketServer {
+  return new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload,
+    handleProtocols: (offered) => (offered.has(protocol) ? protocol : false),
+  });
+}
+
+/** A plain GET (no upgrade header) lands in the router: say what is needed. */
+export function upgradeOnlyRoute(router: Router, route: string): void {
+  router.on('GET', route, () => {
+    throw new CoppiceError('bad_request', `${route} is a WebSocket endpoint: send "Connection: Upgrade" and "Upgrade: websocket"`);
+  });
+}
+
+/** Refuse an upgrade with a plain HTTP response carrying the usual JSON error body. */
+export function rejectUpgrade(socket: Duplex, err: CoppiceError): void {
+  const body = JSON.stringify(err.toJSON());
+  socket.end(
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\n` +
+      'Content-Type: application/json\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
+  );
+}
