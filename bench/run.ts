@@ -144,6 +144,39 @@ async function runModule(m: ModuleSpec, limitS: number): Promise<ModuleRecord> {
   };
 }
 
+/** Replace the README's latest-results block with this run's table (full runs only). */
+function updateReadme(stamp: string): void {
+  const path = join(here, 'README.md');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return;
+  }
+  const start = text.search(/<!-- latest-results:start[^>]*-->/);
+  const end = text.indexOf('<!-- latest-results:end -->');
+  if (start < 0 || end < start) return;
+  const open = /<!-- latest-results:start[^>]*-->/.exec(text)![0];
+  const goals = rows.filter((r) => r.goal).map((r) => {
+    const v = r.median === null ? r.note ?? 'no data' : `${fmt(r.median)}${r.unit === 'x' ? 'x' : ` ${r.unit}`}${r.goal!.text.includes('raw') && r.raw ? ` (${fmt(r.median / r.raw)}x raw)` : ''}`;
+    return `- ${r.name}: ${v} — goal ${r.goal!.text}: ${r.goal!.met === null ? 'not judged' : r.goal!.met ? 'met' : '**missed**'}`;
+  });
+  const block = [
+    open,
+    `Run ${started.toISOString()} ([results/${stamp}.md](results/${stamp}.md)), ${fmt(totalS)} s, on: ${machineLine(machine)}.`,
+    `1-min load average before→after each module: ${loads}.`,
+    '',
+    markdownTable(rows),
+    '',
+    'Goals:',
+    '',
+    ...goals,
+    '',
+  ].join('\n');
+  writeFileSync(path, text.slice(0, start) + block + text.slice(end));
+  process.stdout.write('updated the latest results in bench/README.md\n');
+}
+
 const records: ModuleRecord[] = [];
 process.stderr.write(`coppice bench: ${machineLine(machine)}\n`);
 for (const m of MODULES) {
@@ -214,5 +247,6 @@ if (!values['no-write']) {
   writeFileSync(join(dir, 'latest.md'), md);
   writeFileSync(join(dir, 'latest.json'), json);
   process.stdout.write(`wrote bench/results/${stamp}.md, .json, latest.md, latest.json\n`);
+  if (!values.quick && !only && skip.size === 0) updateReadme(stamp);
 }
 process.exit(records.some((r) => r.exit !== 0 && r.exit !== null) ? 1 : 0);
