@@ -170,7 +170,8 @@ export class Gateway {
       });
     });
     this.actor.on('fault', (f) => this.log.error({ actor: f.actorId, err: f.error }, 'actor fault'));
-    this.watchLifecycle();
+    // Inspection costs every actor event something: only when the lines would be written.
+    if (this.log.isLevelEnabled('info')) this.watchLifecycle();
     this.processes = new ProcessTable({ isLive: (id) => this.actor.system.get(`sandbox:${id}`)?.getSnapshot().status === 'active' });
     void this.stopped.then(() => this.processes.close());
   }
