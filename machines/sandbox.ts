@@ -1,13 +1,14 @@
 // The lifecycle of one sandbox. Read top to bottom, this is the documentation:
 //
-//   warm (provisioning [-> parking -> standby, for pool slots]) -> checkout -> live { ready <-> exec, pausing -> paused -> resuming }
+//   warm (provisioning [-> parking -> standby -> checkout, for pool slots]) -> live { ready <-> exec, pausing -> paused -> resuming }
 //        -> draining -> gone            (any failure on the way in: failed)
 //
 // `live` runs a second region, `clock`, that asks for an EXPIRE at endAt (scheduleExpiry, provided
 // from src/: one shared timer for all sandboxes, because a timer per actor makes every actor stop
 // scan them all in xstate's scheduler); an EXPIRE that is due drains the sandbox.
-// Effects are named here and provided from src/: provision (backend create), claim (hand it to
-// the caller), pause, resume, teardown (backend destroy) and the per-command `process` machine.
+// Effects are named here and provided from src/: provision (backend create), claim (hand a pool
+// slot to a caller: thaw it), pause, resume, teardown (backend destroy) and the per-command
+// `process` machine.
 import { assign, emit, enqueueActions, fromPromise, raise, setup } from 'xstate';
 import { processMachine, type ProcessOutput } from './process.ts';
 import type { BackendKind, ExecRequest, Failure, Limits, Provisioned, Reply } from './types.ts';
@@ -276,9 +277,14 @@ export const sandboxMachine = setup({
                 target: 'parking',
                 actions: assign({ ip: ({ event }) => event.output.ip, handle: ({ event }) => event.output.handle }),
               },
+              // A cold sandbox is the caller's from birth: nothing to claim, straight to live.
               {
-                target: '#sandbox.checkout',
-                actions: assign({ ip: ({ event }) => event.output.ip, handle: ({ event }) => event.output.handle }),
+                target: '#sandbox.live',
+                actions: [
+                  assign({ ip: ({ event }) => event.output.ip, handle: ({ event }) => event.output.handle, startedAt: () => Date.now() }),
+                  'replyOk',
+                  'clearPending',
+                ],
               },
             ],
             onError: {

@@ -211,8 +211,18 @@ async function ready(t: TestContext, over: Partial<SandboxInput> = {}): Promise<
   const s = start(t, input({ reqId: 'create', ...over }));
   await flush();
   await s.f.resolve('provision');
-  await s.f.resolve('claim');
   assert.deepEqual(s.value(), READY);
+  return s;
+}
+
+/** A pool slot taken by a create: parked (provision + freeze), then CHECKOUT 'create'; the claim is in flight. */
+async function claiming(t: TestContext): Promise<Running> {
+  const s = start(t, input({ pooled: true }));
+  await flush();
+  await s.f.resolve('provision');
+  await s.f.resolve('pause');
+  await s.send({ type: 'CHECKOUT', reqId: 'create', timeoutMs: HOUR });
+  assert.equal(s.value(), 'checkout');
   return s;
 }
 
@@ -378,8 +388,10 @@ describe('sandbox model: every shortest path replays on a real actor', () => {
         const reached = new Set(paths.map((p) => describeState(p.state.value)));
         const expected = mode.input.adopt
           ? ['ready', 'exec', 'pausing', 'paused', 'resuming', 'draining', 'gone', 'failed']
-          : ['provisioning', 'checkout', 'ready', 'exec', 'pausing', 'paused', 'resuming', 'draining', 'gone', 'failed'];
-        if (mode.input.pooled) expected.push('parking', 'standby');
+          : ['provisioning', 'ready', 'exec', 'pausing', 'paused', 'resuming', 'draining', 'gone', 'failed'];
+        // Only a pool slot is parked, then checked out (claimed); a cold sandbox goes live directly.
+        if (mode.input.pooled) expected.push('parking', 'standby', 'checkout');
+        else if (!mode.input.adopt) assert.ok(!reached.has('checkout'), 'a cold sandbox is never claimed');
         for (const s of expected) assert.ok(reached.has(s), `no path reaches ${s}`);
         if (mode.input.adopt) assert.ok(!reached.has('provisioning'), 'a re-adopted sandbox is never provisioned again');
       });
@@ -410,17 +422,15 @@ describe('sandbox model: simple paths into a final state keep the invariants', (
 // The lifecycle, behaviour by behaviour
 
 describe('sandbox creation', () => {
-  test('a create whose provision and claim succeed reaches live.ready and answers ok', async (t) => {
+  test('a cold create goes live as soon as its provision succeeds (nothing to claim) and answers ok', async (t) => {
     const s = start(t, input({ reqId: 'create' }));
     await flush();
     assert.deepEqual(s.value(), { warm: 'provisioning' });
     assert.deepEqual(s.f.callsOf('provision')[0]!.input, { id: 'sb1', template: 'base', backend: 'jail', limits: LIMITS, fromSnapshot: null, internet: false });
+    assert.deepEqual(s.replies, [], 'no answer before the provision');
     await s.f.resolve('provision');
-    assert.equal(s.value(), 'checkout');
-    assert.equal(s.f.callsOf('claim')[0]!.input.handle, HANDLE);
-    assert.deepEqual(s.replies, [], 'no answer before the claim');
-    await s.f.resolve('claim');
     assert.deepEqual(s.value(), READY);
+    assert.equal(s.f.callsOf('claim').length, 0, 'a cold sandbox is not claimed');
     assert.deepEqual(s.replies, [{ type: 'reply', reqId: 'create', ok: true }]);
     const c = s.actor.getSnapshot().context;
     assert.equal(c.ip, '10.78.0.2');
@@ -488,10 +498,9 @@ describe('sandbox creation', () => {
     assert.equal(s.replyTo('create').length, 1);
   });
 
-  test('DESTROY during the claim tears down once the claim settles, and the create gets a conflict', async (t) => {
-    const s = start(t, input({ reqId: 'create' }));
-    await flush();
-    await s.f.resolve('provision');
+  test('DESTROY during the claim of a pool slot tears down once the claim settles, and the create gets a conflict', async (t) => {
+    const s = await claiming(t);
+    assert.equal(s.f.callsOf('claim')[0]!.input.handle, HANDLE);
     await s.send({ type: 'DESTROY' });
     assert.equal(s.value(), 'checkout');
     await s.f.resolve('claim');
@@ -501,16 +510,14 @@ describe('sandbox creation', () => {
     assert.equal(s.replyTo('create')[0]!.ok, false);
   });
 
-  test('a failed claim drains the sandbox and answers the create with the error', async (t) => {
-    const s = start(t, input({ reqId: 'create' }));
-    await flush();
-    await s.f.resolve('provision');
+  test('a failed claim of a pool slot drains it and answers the create with the error', async (t) => {
+    const s = await claiming(t);
     await s.f.reject('claim', new BackendError('backend_failed', 'thaw failed'));
     assert.equal(s.value(), 'draining');
-    assert.deepEqual(s.replies, [{ type: 'reply', reqId: 'create', ok: false, error: { code: 'backend_failed', message: 'thaw failed' } }]);
+    assert.deepEqual(s.replyTo('create'), [{ type: 'reply', reqId: 'create', ok: false, error: { code: 'backend_failed', message: 'thaw failed' } }]);
     await s.f.resolve('teardown');
     assert.equal(s.value(), 'gone');
-    assert.equal(s.replies.length, 1, 'gone does not answer the create a second time');
+    assert.equal(s.replyTo('create').length, 1, 'gone does not answer the create a second time');
   });
 
   test('a request before the sandbox is live is a conflict naming the state', async (t) => {
