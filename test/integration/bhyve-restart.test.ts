@@ -10,14 +10,9 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { startChildGateway, waitHealthy, type ChildGateway } from '../helpers/child-gateway.ts';
+import { POOL_CTL, BUILD_IMAGE, IMAGES, BASE, TEMPLATE } from '../helpers/bhyve-env.ts';
 
 const run = promisify(execFile);
-const repo = join(import.meta.dirname, '..', '..');
-const POOL_CTL = join(repo, 'ops/pool-ctl/linux/coppice-bhyve-pool-ctl.sh');
-const BUILD_IMAGE = join(repo, 'ops/bhyve/build-image.sh');
-const IMAGES = process.env.COPPICE_TEST_BHYVE_IMAGES ?? '/var/tmp/coppice-test-bhyve-images';
-const BASE = process.env.COPPICE_TEST_BASE_ROOTFS ?? '/var/lib/coppice/templates/base-template';
-const TEMPLATE = 'python-bhyve';
 
 const tag = randomBytes(2).toString('hex');
 const state = mkdtempSync(join(tmpdir(), 'coppice-bhyve-rs-'));

@@ -18,15 +18,9 @@ import { PoolCtlClient } from '../../src/backends/bhyve/pool-ctl.ts';
 import { parseServeArgs } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { TEMPLATES_ROOT } from '../helpers/gateway.ts';
+import { POOL_CTL, BUILD_IMAGE, IMAGES, BASE, KEY, TEMPLATE } from '../helpers/bhyve-env.ts';
 
 const run = promisify(execFile);
-const repo = join(import.meta.dirname, '..', '..');
-const POOL_CTL = join(repo, 'ops/pool-ctl/linux/coppice-bhyve-pool-ctl.sh');
-const BUILD_IMAGE = join(repo, 'ops/bhyve/build-image.sh');
-const IMAGES = process.env.COPPICE_TEST_BHYVE_IMAGES ?? '/var/tmp/coppice-test-bhyve-images';
-const BASE = process.env.COPPICE_TEST_BASE_ROOTFS ?? '/var/lib/coppice/templates/base-template';
-const KEY = '/root/coppice-signing/pool-key';
-const TEMPLATE = 'python-bhyve';
 
 const tag = randomBytes(2).toString('hex');
 const bridge = `cpe${tag}br`;

@@ -12,15 +12,9 @@ import fc from 'fast-check';
 import { CoppiceError } from '../../src/errors.ts';
 import { GuestConnection } from '../../src/backends/bhyve/ssh.ts';
 import type { ExecExit, ExecProcess } from '../../src/backends/types.ts';
+import { POOL_CTL, BUILD_IMAGE, IMAGES, BASE, KEY, TEMPLATE } from '../helpers/bhyve-env.ts';
 
 const run = promisify(execFile);
-const repo = join(import.meta.dirname, '..', '..');
-const POOL_CTL = join(repo, 'ops/pool-ctl/linux/coppice-bhyve-pool-ctl.sh');
-const BUILD_IMAGE = join(repo, 'ops/bhyve/build-image.sh');
-const IMAGES = process.env.COPPICE_TEST_BHYVE_IMAGES ?? '/var/tmp/coppice-test-bhyve-images';
-const BASE = process.env.COPPICE_TEST_BASE_ROOTFS ?? '/var/lib/coppice/templates/base-template';
-const KEY = '/root/coppice-signing/pool-key';
-const TEMPLATE = 'python-bhyve';
 
 const tag = randomBytes(2).toString('hex');
 const bridge = `cps${tag}br`;
