@@ -276,6 +276,9 @@ describe('faults: a full disk while copying a snapshot', { skip, timeout: 120_00
     // A command running through the snapshot must come out of it running (frozen only during the copy).
     const ticker = new ExecWsClient(g.url, id, g.key);
     await ticker.start({ type: 'start', cmd: 'i=0; while [ $i -lt 2000 ]; do echo $i; i=$((i+1)); sleep 0.05; done' });
+    // Running for real (runc exec refuses to start in a container frozen before it got going).
+    for (let i = 0; i < 100 && ticker.outBytes === 0; i++) await sleep(50);
+    assert.ok(ticker.outBytes > 0, 'the ticker runs before the snapshot');
 
     const before = (await g.api('GET', '/snapshots')).body;
     const s = await g.api('POST', `/sandboxes/${id}/snapshot`);
