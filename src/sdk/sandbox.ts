@@ -117,13 +117,7 @@ export class Sandbox {
       conn,
       'POST',
       '/sandboxes',
-      {
-        templateID,
-        ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}),
-        ...(opts.metadata ? { metadata: opts.metadata } : {}),
-        ...(opts.envVars ? { envVars: opts.envVars } : {}),
-        ...(opts.limits ? { limits: opts.limits } : {}),
-      },
+      { templateID, ...createFields(opts) },
       Math.max(conn.timeoutMs, LONG_MS),
     );
     return new Sandbox(conn, info);
@@ -136,14 +130,7 @@ export class Sandbox {
       conn,
       'POST',
       '/sandboxes',
-      {
-        snapshotID,
-        ...(opts.templateID ? { templateID: opts.templateID } : {}),
-        ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}),
-        ...(opts.metadata ? { metadata: opts.metadata } : {}),
-        ...(opts.envVars ? { envVars: opts.envVars } : {}),
-        ...(opts.limits ? { limits: opts.limits } : {}),
-      },
+      { snapshotID, ...(opts.templateID ? { templateID: opts.templateID } : {}), ...createFields(opts) },
       Math.max(conn.timeoutMs, LONG_MS),
     );
     return new Sandbox(conn, info);
@@ -229,4 +216,14 @@ export class Sandbox {
   private wsUrl(): string {
     return this.conn.url.replace(/^http/, 'ws') + this.path('/exec/ws');
   }
+}
+
+/** The optional create fields both create forms send (only those given). */
+function createFields(opts: { timeout?: number; metadata?: unknown; envVars?: unknown; limits?: unknown }): Record<string, unknown> {
+  return {
+    ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}),
+    ...(opts.metadata ? { metadata: opts.metadata } : {}),
+    ...(opts.envVars ? { envVars: opts.envVars } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
+  };
 }

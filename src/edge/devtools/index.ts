@@ -16,7 +16,7 @@ import { z } from 'zod';
 import type { Gateway } from '../../actors/gateway.ts';
 import { badRequest, CoppiceError } from '../../errors.ts';
 import type { Router } from '../router.ts';
-import { offeredProtocols, rejectUpgrade, upgradeAuth, upgradeOnlyRoute, upgradePath, wsServer } from '../ws/upgrade.ts';
+import { guardUpgrade, offeredProtocols, upgradeAuth, upgradeOnlyRoute, upgradePath, wsServer } from '../ws/upgrade.ts';
 import { DEFAULT_LIMITS, DevtoolsHub, Outbox, type HubClient } from './hub.ts';
 import { DEVTOOLS_WS_PROTOCOL, type DevtoolsMessage, type OutboxLimits } from './protocol.ts';
 import { buildTree } from './tree.ts';
@@ -91,16 +91,8 @@ export function createDevtools(
     const pathname = upgradePath(req);
     if (pathname === null) return false;
     if (pathname !== WS_PATH && pathname !== `${WS_PATH}/`) return false;
-    socket.on('error', () => socket.destroy());
-    const refuse = (err: CoppiceError) => {
-      count(err.status);
-      gw.log.info({ route: WS_PATH, status: err.status, msg: err.message }, 'ws upgrade refused');
-      rejectUpgrade(socket, err);
-    };
-    if (!keyOk(req)) {
-      refuse(new CoppiceError('unauthorized', 'missing or invalid API key (Authorization: Bearer <key>, X-API-KEY, or subprotocol coppice.key.<key>)'));
-      return true;
-    }
+    const { refuse, refused } = guardUpgrade(req, socket, { route: WS_PATH, keyOk, count, log: gw.log });
+    if (refused) return true;
     if (!offeredProtocols(req).includes(DEVTOOLS_WS_PROTOCOL)) {
       refuse(new CoppiceError('bad_request', `offer the subprotocol ${DEVTOOLS_WS_PROTOCOL}`));
       return true;

@@ -52,7 +52,7 @@ import type { IncomingMessage } from 'node:http';
 import { constants } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { WebSocket, type RawData } from 'ws';
-import { rejectUpgrade, upgradeAuth, upgradeOnlyRoute, upgradePath, wsServer } from './upgrade.ts';
+import { guardUpgrade, rejectUpgrade, upgradeAuth, upgradeOnlyRoute, upgradePath, wsServer } from './upgrade.ts';
 
 export { rejectUpgrade };
 import { z } from 'zod';
@@ -140,16 +140,8 @@ export function createExecWebSocket(
     if (pathname === null) return false;
     const m = PATH.exec(pathname);
     if (!m) return false;
-    socket.on('error', () => socket.destroy());
-    const refuse = (err: CoppiceError) => {
-      count(err.status);
-      gw.log.info({ route: ROUTE, status: err.status, msg: err.message }, 'ws upgrade refused');
-      rejectUpgrade(socket, err);
-    };
-    if (!keyOk(req)) {
-      refuse(new CoppiceError('unauthorized', 'missing or invalid API key (Authorization: Bearer <key>, X-API-KEY, or subprotocol coppice.key.<key>)'));
-      return true;
-    }
+    const { refuse, refused } = guardUpgrade(req, socket, { route: ROUTE, keyOk, count, log: gw.log });
+    if (refused) return true;
     let id: string;
     try {
       id = decodeURIComponent(m[1]!);

@@ -64,3 +64,23 @@ export function rejectUpgrade(socket: Duplex, err: CoppiceError): void {
       body,
   );
 }
+
+/**
+ * The start of every upgrade handler once the path is ours: errors on the socket end it, a
+ * refusal is counted and logged, and a missing or wrong key is refused (true = answered).
+ */
+export function guardUpgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+  o: { route: string; keyOk: (req: IncomingMessage) => boolean; count: (status: number) => void; log: { info(o: object, msg?: string): void } },
+): { refuse(err: CoppiceError): void; refused: boolean } {
+  socket.on('error', () => socket.destroy());
+  const refuse = (err: CoppiceError) => {
+    o.count(err.status);
+    o.log.info({ route: o.route, status: err.status, msg: err.message }, 'ws upgrade refused');
+    rejectUpgrade(socket, err);
+  };
+  if (o.keyOk(req)) return { refuse, refused: false };
+  refuse(new CoppiceError('unauthorized', 'missing or invalid API key (Authorization: Bearer <key>, X-API-KEY, or subprotocol coppice.key.<key>)'));
+  return { refuse, refused: true };
+}
