@@ -7,7 +7,7 @@
 // Children: the registry, one pool per pooled template, and N shards that own the sandboxes
 // (see shard.ts for why shards). Starting waits for the first template scan, then runs the
 // startup effect (e.g. the seed's startup warm of the first bhyve template). Draining is a state,
-// not a callback: it tells every shard to drain its sandboxes and every pool to drain its slots,
+// not a callback: it tells every shard to drain its sandboxes, then every pool to drain its slots,
 // and waits for both with a deadline.
 import { assign, emit, enqueueActions, fromPromise, sendParent, setup, type ActorRefFrom } from 'xstate';
 import { poolMachine } from './pool.ts';
@@ -232,8 +232,13 @@ export const gatewayMachine = setup({
           },
         },
         pools: {
-          initial: 'draining',
+          // After the sandboxes: a pool-ctl drain only removes the shared parts (bridge, image
+          // mount) once no guest is left in use, so it must come after the releases.
+          initial: 'waiting',
           states: {
+            waiting: {
+              always: { guard: 'allShardsDrained', target: 'draining' },
+            },
             draining: {
               entry: 'drainPools',
               on: { 'xstate.done.actor.*': { actions: 'countPoolDrained' } },
