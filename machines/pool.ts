@@ -12,7 +12,7 @@
 // bhyve: pool-ctl guests (`pool-ctl warm`, `list --json`, `drain`);
 // jail: sandbox actors parked in warm.standby, frozen, whose ids the pool keeps in `slots`.
 import { assign, emit, fromPromise, raise, setup } from 'xstate';
-import type { BackendKind, Failure, Reply } from './types.ts';
+import { asFailure, type BackendKind, type Failure, type Reply } from './types.ts';
 
 export interface PoolStats {
   available: number;
@@ -66,13 +66,6 @@ export type PoolEmitted = Reply | { type: 'progress'; template: string; line: st
 
 const REFILL_BACKOFF_MS = 30_000;
 
-/** Only the gateway's own errors (they carry an HTTP status) keep their code; a raw errno
- * (`ENOENT`...) or anything else from an effect is a backend failure. */
-const asFailure = (error: unknown): Failure => {
-  const e = error as (Partial<Failure> & { status?: unknown }) | undefined;
-  const own = typeof e?.code === 'string' && typeof e.status === 'number';
-  return { code: own ? e.code! : 'backend_failed', message: e?.message ?? String(error) };
-};
 
 export const poolMachine = setup({
   types: {

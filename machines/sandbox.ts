@@ -11,7 +11,7 @@
 // `process` machine.
 import { assign, emit, enqueueActions, fromPromise, raise, setup } from 'xstate';
 import { processMachine, type ProcessOutput } from './process.ts';
-import type { BackendKind, ExecRequest, Failure, Limits, Provisioned, Reply } from './types.ts';
+import { asFailure, type BackendKind, type ExecRequest, type Failure, type Limits, type Provisioned, type Reply } from './types.ts';
 
 export interface SandboxInput {
   id: string;
@@ -94,13 +94,6 @@ const BUSY = {
   DRAIN: { actions: 'doom' },
   EXPIRE: { guard: 'expired', actions: 'doom' },
 } as const;
-/** Only the gateway's own errors (they carry an HTTP status) keep their code; a raw errno
- * (`ENOENT`...) or anything else from an effect is a backend failure. */
-const asFailure = (error: unknown): Failure => {
-  const e = error as (Partial<Failure> & { status?: unknown }) | undefined;
-  const own = typeof e?.code === 'string' && typeof e.status === 'number';
-  return { code: own ? e.code! : 'backend_failed', message: e?.message ?? String(error) };
-};
 
 export const sandboxMachine = setup({
   types: {

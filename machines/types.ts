@@ -10,6 +10,17 @@ export interface Failure {
   field?: string;
 }
 
+/**
+ * What an effect's error becomes inside a machine. Only the gateway's own errors (named
+ * `CoppiceError`, see src/errors.ts) keep their code; a raw errno (`ENOENT`...) or anything else
+ * from an effect is a backend failure.
+ */
+export function asFailure(error: unknown): Failure {
+  const e = error as (Partial<Failure> & { name?: unknown }) | undefined;
+  const own = typeof e?.code === 'string' && e.name === 'CoppiceError';
+  return { code: own ? e.code! : 'backend_failed', message: e?.message ?? String(error) };
+}
+
 /** Every request that wants an answer carries a reqId; the actor emits exactly one Reply for it. */
 export type Reply =
   | { type: 'reply'; reqId: string; ok: true; value?: unknown }

@@ -1,5 +1,6 @@
-// One error hierarchy with stable codes (the undici way). The edge maps `status` to HTTP;
-// `code` is a stable machine-readable string for SDKs and CLIs.
+// One error hierarchy with stable codes (the undici way). An error says WHAT went wrong, by a
+// stable code; HOW that is answered (an HTTP status, a Connect code, a CLI exit code) is decided
+// by the surface that answers: src/http/errors.ts for HTTP, src/e2b/rpc-errors.ts for Connect.
 
 export type ErrorCode =
   | 'bad_request'
@@ -16,36 +17,38 @@ export type ErrorCode =
   | 'backend_failed'
   | 'internal';
 
-const STATUS: Record<ErrorCode, number> = {
-  bad_request: 400,
-  unauthorized: 401,
-  not_found: 404,
-  method_not_allowed: 405,
-  conflict: 409,
-  payload_too_large: 413,
-  too_many_requests: 429,
-  internal: 500,
-  unsupported: 501,
-  backend_failed: 502,
-  draining: 503,
-  not_ready: 503,
-  timeout: 504,
-};
+export const ERROR_CODES: readonly ErrorCode[] = [
+  'bad_request',
+  'unauthorized',
+  'not_found',
+  'method_not_allowed',
+  'conflict',
+  'too_many_requests',
+  'payload_too_large',
+  'unsupported',
+  'draining',
+  'not_ready',
+  'timeout',
+  'backend_failed',
+  'internal',
+];
+
+const KNOWN = new Set<string>(ERROR_CODES);
+export const isErrorCode = (code: unknown): code is ErrorCode => typeof code === 'string' && KNOWN.has(code);
 
 export class CoppiceError extends Error {
   readonly code: ErrorCode;
-  readonly status: number;
-  /** The request field at fault, for 400s. */
+  /** The request field at fault, for bad_request. */
   readonly field?: string;
-  constructor(code: ErrorCode, message: string, opts: { field?: string; cause?: unknown } = {}) {
+  /** Seconds after which a refused request may be retried (too_many_requests). */
+  readonly retryAfterS?: number;
+  constructor(code: ErrorCode, message: string, opts: { field?: string; cause?: unknown; retryAfterS?: number } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    // The name is the brand machines recognise (they import nothing from src/): see machines/types.ts.
     this.name = 'CoppiceError';
     this.code = code;
-    this.status = STATUS[code];
     this.field = opts.field;
-  }
-  toJSON(): { code: number; error: ErrorCode; message: string; field?: string } {
-    return { code: this.status, error: this.code, message: this.message, ...(this.field ? { field: this.field } : {}) };
+    if (opts.retryAfterS !== undefined) this.retryAfterS = opts.retryAfterS;
   }
 }
 
@@ -56,6 +59,8 @@ export const conflict = (message: string) => new CoppiceError('conflict', messag
 export const backendFailed = (message: string, cause?: unknown) =>
   new CoppiceError('backend_failed', message, { cause });
 export const timeout = (message: string) => new CoppiceError('timeout', message);
+export const tooManyRequests = (message: string, retryAfterS: number) =>
+  new CoppiceError('too_many_requests', message, { retryAfterS });
 
 /** The seed's single shape for every operation a backend does not implement. */
 export const unsupported = (operation: string, backend: string) =>
@@ -69,13 +74,13 @@ export interface ErrorInfo {
 }
 
 export function toErrorInfo(err: unknown): ErrorInfo {
-  if (err instanceof CoppiceError) return { code: err.code, message: err.message, field: err.field };
+  if (err instanceof CoppiceError) return { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) };
   const message = err instanceof Error ? err.message : String(err);
   return { code: 'backend_failed', message };
 }
 
-export function fromErrorInfo(info: ErrorInfo): CoppiceError {
+export function fromErrorInfo(info: { code: string; message: string; field?: string }): CoppiceError {
   // A code we do not know (never expected: machines keep only ours) is a backend failure.
-  const code: ErrorCode = info.code in STATUS ? info.code : 'backend_failed';
+  const code: ErrorCode = isErrorCode(info.code) ? info.code : 'backend_failed';
   return new CoppiceError(code, info.message, { field: info.field });
 }

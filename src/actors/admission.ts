@@ -1,12 +1,6 @@
 // Admission control for creates: at most `concurrent` run at once, at most `queue` wait their turn
 // (FIFO); beyond that a create is refused at once with 429 and a Retry-After, instead of piling up.
-import { CoppiceError } from '../errors.ts';
-
-export class TooManyRequests extends CoppiceError {
-  constructor(message: string, readonly retryAfterS: number) {
-    super('too_many_requests', message);
-  }
-}
+import { tooManyRequests } from '../errors.ts';
 
 export class Admission {
   private running = 0;
@@ -29,7 +23,7 @@ export class Admission {
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.running >= this.concurrent) {
       if (this.waiting.length >= this.queue) {
-        throw new TooManyRequests(`too many creates in flight (${this.running} running, ${this.waiting.length} queued)`, 1);
+        throw tooManyRequests(`too many creates in flight (${this.running} running, ${this.waiting.length} queued)`, 1);
       }
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     } else {

@@ -9,14 +9,14 @@ import type { RegistryContext, ScanResult, TemplateEntry } from '../../machines/
 import { describe, type SandboxContext } from '../../machines/sandbox.ts';
 import type { ExecRequest, Limits, ProcessExit } from '../../machines/types.ts';
 import { DEFAULT_LIMITS, type Backend, type SnapshotRecord } from '../backends/types.ts';
-import { CoppiceError, notFound, unsupported } from '../errors.ts';
+import { CoppiceError, notFound, tooManyRequests, unsupported } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
 import type { ScanRoots } from '../registry/scan.ts';
 import { provideGateway, type Backends, type EffectDeps } from './effects.ts';
 import { ProcessChannel, type ChannelOptions } from './process-channel.ts';
 import { ProcessTable, type ProcessEntry, type ProcessKind } from './process-table.ts';
-import { Admission, TooManyRequests } from './admission.ts';
+import { Admission } from './admission.ts';
 import { Reaper } from './reaper.ts';
 import type { SandboxStore } from './store.ts';
 import { awaitReply, newReqId, request, whenDone } from './request.ts';
@@ -303,7 +303,7 @@ export class Gateway {
   async create(req: CreateRequest): Promise<SandboxView> {
     this.assertServing();
     const max = this.opts.maxSandboxes ?? Infinity;
-    if (max !== Infinity && this.liveCount() >= max) throw new TooManyRequests(`sandbox limit reached (${max} live)`, 5);
+    if (max !== Infinity && this.liveCount() >= max) throw tooManyRequests(`sandbox limit reached (${max} live)`, 5);
     return this.admission.run(() => this.createNow(req));
   }
 

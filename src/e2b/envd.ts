@@ -16,7 +16,8 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { createContextValues } from '@connectrpc/connect';
 import { SANDBOX_ID, type Gateway } from '../actors/gateway.ts';
 import { CoppiceError } from '../errors.ts';
-import { presentedKey } from '../edge/auth.ts';
+import { presentedKey } from '../http/auth.ts';
+import { httpStatusOf } from '../http/errors.ts';
 import { envdCallKey, type EnvdCall } from './context.ts';
 import { readFile, sendFsError, sendJson, writeFiles } from './files-http.ts';
 import { filesystemService } from './filesystem-service.ts';
@@ -151,7 +152,7 @@ export function createEnvd(gw: Gateway, opts: EnvdOptions): Envd {
       } catch (err) {
         req.resume(); // an upload we refused: let the rest of its body drain
         if (err instanceof FsError) return sendFsError(res, err);
-        if (err instanceof CoppiceError) return sendJson(res, err.status, { code: err.status, message: err.message });
+        if (err instanceof CoppiceError) return sendJson(res, httpStatusOf(err.code), { code: httpStatusOf(err.code), message: err.message });
         gw.log.error({ err }, 'e2b envd request failed');
         sendJson(res, 500, { code: 500, message: 'internal error' });
       }

@@ -3,7 +3,7 @@
 // (Connect RPC + /files + /health) for requests carrying `E2b-Sandbox-Id`, all on the gateway's port.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gateway } from '../actors/gateway.ts';
-import type { Reply, Router } from '../edge/router.ts';
+import type { Reply, Router } from '../http/router.ts';
 import { controlRoutes, decorateReply } from './control.ts';
 import { createEnvd, isEnvdRequest } from './envd.ts';
 import { createEnvdTokens, type EnvdTokens } from './tokens.ts';

@@ -4,9 +4,9 @@ import type { Socket } from 'node:net';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Gateway } from '../actors/gateway.ts';
 import { badRequest, CoppiceError } from '../errors.ts';
-import { createKeyCheck, presentedKey } from './auth.ts';
-import { toHttpError } from './http-error.ts';
-import { Router, type Ctx, type Reply } from './router.ts';
+import { createKeyCheck, presentedKey } from '../http/auth.ts';
+import { errorBody, toHttpError } from '../http/errors.ts';
+import { Router, type Ctx, type Reply } from '../http/router.ts';
 import { poolRoutes } from './routes/pool.ts';
 import { sandboxRoutes } from './routes/sandboxes.ts';
 import { systemRoutes } from './routes/system.ts';
@@ -68,11 +68,10 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
         finish(out.status);
       })
       .catch((err: unknown) => {
-        const { error: e, unexpected } = toHttpError(err);
+        const { error: e, status, unexpected } = toHttpError(err);
         if (unexpected) gw.log.error({ err, route: routeLabel }, 'unhandled error');
-        const retryAfter = (e as { retryAfterS?: number }).retryAfterS;
-        send(res, e.status, e.toJSON(), retryAfter ? { 'retry-after': String(retryAfter) } : {});
-        finish(e.status);
+        send(res, status, errorBody(e), e.retryAfterS ? { 'retry-after': String(e.retryAfterS) } : {});
+        finish(status);
       });
 
     async function handle(req: IncomingMessage, res: ServerResponse): Promise<Reply> {

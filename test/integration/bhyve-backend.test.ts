@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promisify } from 'node:util';
 import { CoppiceError } from '../../src/errors.ts';
+import { httpStatusOf } from '../../src/http/errors.ts';
 import { createBhyveBackend, type BhyveBackend } from '../../src/backends/bhyve/backend.ts';
 import { PoolCtlClient } from '../../src/backends/bhyve/pool-ctl.ts';
 import type { CreateSpec, ExecProcess } from '../../src/backends/types.ts';
@@ -170,7 +171,7 @@ for (const [fault, message, code] of faults) {
 test('fault: empty pool -> not_ready (503), nothing taken', async () => {
   await real.drain(TEMPLATE);
   await assert.rejects(backend.create(spec('sbxempty')), (e: unknown) =>
-    e instanceof CoppiceError && e.code === 'not_ready' && e.status === 503 && /pool empty/.test(e.message));
+    e instanceof CoppiceError && e.code === 'not_ready' && httpStatusOf(e.code) === 503 && /pool empty/.test(e.message));
   await assertNoLeak(0);
 });
 

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Admission, TooManyRequests } from '../../src/actors/admission.ts';
+import { Admission } from '../../src/actors/admission.ts';
+import { CoppiceError } from '../../src/errors.ts';
+import { httpStatusOf } from '../../src/http/errors.ts';
 
 const deferred = () => {
   let resolve!: () => void;
@@ -16,7 +18,7 @@ test('runs at most `concurrent` at once, queues up to `queue`, refuses beyond wi
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(started, [0, 1], 'the third waits');
   assert.equal(a.queued, 1);
-  await assert.rejects(a.run(async () => 9), (e: unknown) => e instanceof TooManyRequests && e.status === 429 && e.retryAfterS > 0);
+  await assert.rejects(a.run(async () => 9), (e: unknown) => e instanceof CoppiceError && e.code === 'too_many_requests' && httpStatusOf(e.code) === 429 && (e.retryAfterS ?? 0) > 0);
   gates[0]!.resolve();
   await runs[0];
   await new Promise((r) => setImmediate(r));

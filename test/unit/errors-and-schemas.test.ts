@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createSandboxBody, execBody, parse, timeoutBody } from '../../src/edge/schemas.ts';
+import { errorBody, httpStatusOf } from '../../src/http/errors.ts';
 import {
   backendFailed,
   badRequest,
@@ -35,7 +36,7 @@ describe('CoppiceError', () => {
     };
     for (const [code, status] of Object.entries(expected) as [ErrorCode, number][]) {
       const e = new CoppiceError(code, 'x');
-      assert.equal(e.status, status, code);
+      assert.equal(httpStatusOf(e.code), status, code);
       assert.equal(e.code, code);
       assert.ok(e instanceof Error);
       assert.equal(e.name, 'CoppiceError');
@@ -44,30 +45,30 @@ describe('CoppiceError', () => {
 
   test('unsupported says "<op> not supported on <backend> backend v1" and is a 501', () => {
     const e = unsupported('snapshot', 'bhyve');
-    assert.equal(e.status, 501);
+    assert.equal(httpStatusOf(e.code), 501);
     assert.equal(e.code, 'unsupported');
     assert.equal(e.message, 'snapshot not supported on bhyve backend v1');
     assert.ok(unsupported('fork', 'bhyve').message.endsWith('not supported on bhyve backend v1'));
   });
 
   test('the helpers build the right codes and messages', () => {
-    assert.deepEqual([notFound('sandbox "abc"').status, notFound('sandbox "abc"').message], [404, 'sandbox "abc" not found']);
-    assert.equal(conflict('busy').status, 409);
-    assert.equal(timeout('slow').status, 504);
+    assert.deepEqual([httpStatusOf(notFound('sandbox "abc"').code), notFound('sandbox "abc"').message], [404, 'sandbox "abc" not found']);
+    assert.equal(httpStatusOf(conflict('busy').code), 409);
+    assert.equal(httpStatusOf(timeout('slow').code), 504);
     const cause = new Error('EIO');
     const bf = backendFailed('runc failed', cause);
-    assert.equal(bf.status, 502);
+    assert.equal(httpStatusOf(bf.code), 502);
     assert.equal(bf.cause, cause);
     const br = badRequest('templateID', 'is required');
-    assert.equal(br.status, 400);
+    assert.equal(httpStatusOf(br.code), 400);
     assert.equal(br.field, 'templateID');
     assert.equal(br.message, 'templateID: is required');
   });
 
-  test('toJSON is the wire shape { code: <status>, error, message, field? }', () => {
-    assert.deepEqual(badRequest('timeout', 'too big').toJSON(), { code: 400, error: 'bad_request', message: 'timeout: too big', field: 'timeout' });
-    assert.deepEqual(notFound('x').toJSON(), { code: 404, error: 'not_found', message: 'x not found' });
-    assert.deepEqual(JSON.parse(JSON.stringify(conflict('c'))), { code: 409, error: 'conflict', message: 'c' });
+  test('errorBody is the wire shape { code: <status>, error, message, field? }', () => {
+    assert.deepEqual(errorBody(badRequest('timeout', 'too big')), { code: 400, error: 'bad_request', message: 'timeout: too big', field: 'timeout' });
+    assert.deepEqual(errorBody(notFound('x')), { code: 404, error: 'not_found', message: 'x not found' });
+    assert.deepEqual(JSON.parse(JSON.stringify(errorBody(conflict('c')))), { code: 409, error: 'conflict', message: 'c' });
   });
 
   test('errors survive the trip through machine events (toErrorInfo / fromErrorInfo)', () => {
@@ -75,7 +76,7 @@ describe('CoppiceError', () => {
     assert.deepEqual(info, { code: 'bad_request', message: 'cwd: must be an absolute path', field: 'cwd' });
     const back = fromErrorInfo(info);
     assert.ok(back instanceof CoppiceError);
-    assert.equal(back.status, 400);
+    assert.equal(httpStatusOf(back.code), 400);
     assert.equal(back.field, 'cwd');
     assert.deepEqual(toErrorInfo(new Error('boom')), { code: 'backend_failed', message: 'boom' });
     assert.deepEqual(toErrorInfo('weird'), { code: 'backend_failed', message: 'weird' });
@@ -91,7 +92,7 @@ function badField(run: () => unknown, field: string, message?: RegExp): CoppiceE
     caught = e;
   }
   assert.ok(caught instanceof CoppiceError, `expected a CoppiceError, got ${String(caught)}`);
-  assert.equal(caught.status, 400);
+  assert.equal(httpStatusOf(caught.code), 400);
   assert.equal(caught.code, 'bad_request');
   assert.equal(caught.field, field);
   assert.ok(caught.message.startsWith(`${field}: `), caught.message);

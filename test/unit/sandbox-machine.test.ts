@@ -74,14 +74,14 @@ const PROVISIONED: Provisioned = { ip: '10.78.0.2', handle: HANDLE };
 const LIMITS: Limits = { memoryMiB: 256, cpus: 1, pids: 64 };
 const HOUR = 3_600_000;
 
-/** Shaped like the gateway's CoppiceError (a code and an HTTP status): machines keep only such codes. */
+/** Shaped like the gateway's CoppiceError (its name and a code): machines keep only such codes. */
 class BackendError extends Error {
-  readonly status = 502;
   constructor(
     readonly code: string,
     message: string,
   ) {
     super(message);
+    this.name = 'CoppiceError';
   }
 }
 
@@ -453,7 +453,7 @@ describe('sandbox creation', () => {
     assert.equal(s.f.callsOf('teardown').length, 0, 'nothing was made, nothing to tear down');
   });
 
-  test('a raw errno from an effect (code but no status) is reported as backend_failed, never as its own code', async (t) => {
+  test('a raw errno from an effect (a code but not a gateway error) is reported as backend_failed, never as its own code', async (t) => {
     const s = start(t, input({ reqId: 'create' }));
     await flush();
     await s.f.reject('provision', Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT' }));

@@ -15,7 +15,8 @@ import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
 import type { Gateway } from '../../actors/gateway.ts';
 import { badRequest, CoppiceError } from '../../errors.ts';
-import type { Router } from '../router.ts';
+import type { Router } from '../../http/router.ts';
+import { errorBody } from '../../http/errors.ts';
 import { guardUpgrade, offeredProtocols, upgradeAuth, upgradeOnlyRoute, upgradePath, wsServer } from '../ws/upgrade.ts';
 import { DEFAULT_LIMITS, DevtoolsHub, Outbox, type HubClient } from './hub.ts';
 import { DEVTOOLS_WS_PROTOCOL, type DevtoolsMessage, type OutboxLimits } from './protocol.ts';
@@ -126,7 +127,7 @@ export function createDevtools(
     }, opts.pingMs ?? 30_000);
     ws.on('pong', () => (alive = true));
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      const error = (err: CoppiceError) => client.outbox.sendNow(JSON.stringify({ type: 'error', ...err.toJSON() }));
+      const error = (err: CoppiceError) => client.outbox.sendNow(JSON.stringify({ type: 'error', ...errorBody(err) }));
       if (isBinary) return error(badRequest('body', 'send JSON text frames'));
       let raw: unknown;
       try {

@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import type { Gateway } from '../../actors/gateway.ts';
 import { CoppiceError } from '../../errors.ts';
-import type { Router } from '../router.ts';
+import type { Router } from '../../http/router.ts';
+import { errorBody } from '../../http/errors.ts';
 import { parse, templateId } from '../schemas.ts';
 
 const warmBody = z.object({ count: z.number().int().min(0).max(1000) }).strict();
@@ -25,7 +26,7 @@ export function poolRoutes(router: Router, gw: Gateway): void {
         res.end(JSON.stringify({ done }) + '\n');
       } catch (err) {
         const e = err instanceof CoppiceError ? err : new CoppiceError('internal', String(err));
-        res.end(JSON.stringify({ error: e.toJSON() }) + '\n');
+        res.end(JSON.stringify({ error: errorBody(e) }) + '\n');
       }
       return 'handled';
     })

@@ -1,7 +1,7 @@
 // REST for sandboxes: parse, turn into one gateway call (an event to an actor), shape the reply.
 import type { Gateway } from '../../actors/gateway.ts';
 import { badRequest, notFound } from '../../errors.ts';
-import type { Router } from '../router.ts';
+import type { Router } from '../../http/router.ts';
 import { connectBody, createSandboxBody, execBody, forkBody, parse, timeoutBody } from '../schemas.ts';
 
 export function sandboxRoutes(router: Router, gw: Gateway): void {

@@ -1,5 +1,5 @@
 import type { Gateway } from '../../actors/gateway.ts';
-import type { Router } from '../router.ts';
+import type { Router } from '../../http/router.ts';
 
 export function templateRoutes(router: Router, gw: Gateway): void {
   router

@@ -60,8 +60,8 @@ import type { Gateway } from '../../actors/gateway.ts';
 import type { Reader, Stream, Subscription } from '../../actors/process-channel.ts';
 import type { ProcessEntry } from '../../actors/process-table.ts';
 import { badRequest, CoppiceError } from '../../errors.ts';
-import { toHttpError } from '../http-error.ts';
-import type { Router } from '../router.ts';
+import { errorBody, httpStatusOf, toHttpError } from '../../http/errors.ts';
+import type { Router } from '../../http/router.ts';
 import { execBody, parse } from '../schemas.ts';
 import {
   CLOSE_EXITED,
@@ -408,7 +408,7 @@ class ExecSession {
 
   /** A bad control message: say so, keep the connection. */
   private error(err: CoppiceError): void {
-    this.send({ type: 'error', ...err.toJSON() });
+    this.send({ type: 'error', ...errorBody(err) });
   }
 
   /** A refused start/attach: say so and close with 4000 + status. */
@@ -416,7 +416,7 @@ class ExecSession {
     if (this.phase === 'closed') return;
     this.error(err);
     this.phase = 'closed';
-    this.ws.close(closeCodeFor(err.status), truncate(err.message, 120));
+    this.ws.close(closeCodeFor(httpStatusOf(err.code)), truncate(err.message, 120));
   }
 
   private onClose(): void {

@@ -5,7 +5,8 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { CoppiceError } from '../../errors.ts';
-import type { Router } from '../router.ts';
+import type { Router } from '../../http/router.ts';
+import { errorBody, httpStatusOf } from '../../http/errors.ts';
 import { KEY_PROTOCOL_PREFIX } from './protocol.ts';
 
 export function offeredProtocols(req: IncomingMessage): string[] {
@@ -55,9 +56,9 @@ export function upgradeOnlyRoute(router: Router, route: string): void {
 
 /** Refuse an upgrade with a plain HTTP response carrying the usual JSON error body. */
 export function rejectUpgrade(socket: Duplex, err: CoppiceError): void {
-  const body = JSON.stringify(err.toJSON());
+  const body = JSON.stringify(errorBody(err));
   socket.end(
-    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\n` +
+    `HTTP/1.1 ${httpStatusOf(err.code)} ${STATUS_CODES[httpStatusOf(err.code)] ?? ''}\r\n` +
       'Content-Type: application/json\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       'Connection: close\r\n\r\n' +
@@ -76,8 +77,8 @@ export function guardUpgrade(
 ): { refuse(err: CoppiceError): void; refused: boolean } {
   socket.on('error', () => socket.destroy());
   const refuse = (err: CoppiceError) => {
-    o.count(err.status);
-    o.log.info({ route: o.route, status: err.status, msg: err.message }, 'ws upgrade refused');
+    o.count(httpStatusOf(err.code));
+    o.log.info({ route: o.route, status: httpStatusOf(err.code), msg: err.message }, 'ws upgrade refused');
     rejectUpgrade(socket, err);
   };
   if (o.keyOk(req)) return { refuse, refused: false };
