@@ -11,7 +11,9 @@ import type { Backends } from './actors/effects.ts';
 import { createBhyveBackend } from './backends/bhyve/backend.ts';
 import type { Backend } from './backends/types.ts';
 import { splitListen, type Config } from './config.ts';
+import { createE2b } from './e2b/index.ts';
 import { createEdge, type Edge } from './edge/server.ts';
+import { createKeyCheck } from './http/auth.ts';
 import type { Logger } from './log.ts';
 
 export interface App {
@@ -131,7 +133,9 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
   gatewayRef = gateway;
   gateway.start();
 
-  const edge = createEdge(gateway, { apiKeys: [deps.apiKey], bodyLimit: config.bodyLimit });
+  // E2B SDK compatibility (docs/e2b.md) is a surface mounted on the edge, not part of it.
+  const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]) });
+  const edge = createEdge(gateway, { apiKeys: [deps.apiKey], bodyLimit: config.bodyLimit, mounts: [e2b] });
   const { host, port } = splitListen(config.listen);
   await new Promise<void>((resolve, reject) => {
     edge.server.once('error', reject);

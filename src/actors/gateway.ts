@@ -22,7 +22,9 @@ import type { SandboxStore } from './store.ts';
 import { awaitReply, newReqId, request, whenDone } from './request.ts';
 
 export type Lifecycle = 'starting' | 'serving' | 'draining' | 'stopped';
-export type PublicState = 'starting' | 'running' | 'paused' | 'stopping' | 'killed' | 'failed';
+
+import type { ExecResultView as ExecResult, PoolStatsView, PoolView, PublicState, SandboxView } from '../protocol/views.ts';
+export type { ExecResult, PoolStatsView, PoolView, PublicState, SandboxView };
 
 export interface GatewayOptions {
   backends: Backends;
@@ -56,51 +58,9 @@ export interface CreateRequest {
   limits?: Partial<Limits>;
 }
 
-export interface SandboxView {
-  sandboxID: string;
-  templateID: string;
-  backend: string;
-  state: PublicState;
-  lifecycle: string;
-  ip: string | null;
-  startedAt: string;
-  endAt: string;
-  metadata: Record<string, string>;
-  limits: Limits;
-  cpuCount: number;
-  memoryMB: number;
-  processes: number;
-  allowInternetAccess: boolean;
-}
 
-export interface PoolView {
-  template: string;
-  backend: string;
-  state: string;
-  available: number;
-  inUse: number;
-  warming: number | null;
-  progress: string | null;
-  refreshedAt: string | null;
-  error: string | null;
-}
 
-export interface PoolStatsView {
-  template: string;
-  available: number;
-  inUse: number;
-}
 
-export interface ExecResult {
-  processID: string;
-  exitCode: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-  truncated: boolean;
-  reason?: string;
-  durationMs: number;
-}
 
 type SandboxSnapshot = { value: unknown; status: string; context: SandboxContext; matches(v: unknown): boolean };
 type RootActor = Actor<ReturnType<typeof provideGateway>>;

@@ -16,7 +16,7 @@ import type { ProcessOutput } from '../../machines/process.ts';
 import type { ProcessExit } from '../../machines/types.ts';
 import type { ProcessChannel } from './process-channel.ts';
 
-export type ProcessKind = 'stream' | 'buffered';
+import type { ProcessKind, ProcessView } from '../protocol/views.ts';
 
 export interface ProcessEntry {
   sandboxId: string;
@@ -29,21 +29,7 @@ export interface ProcessEntry {
   stdinOpen: boolean;
 }
 
-export interface ProcessView {
-  processID: string;
-  kind: ProcessKind;
-  argv: string[];
-  state: 'running' | 'exited';
-  startedAt: string;
-  endedAt: string | null;
-  exit: ProcessExit | null;
-  /** Output bytes produced so far (the offset a fully caught-up client has reached). */
-  outputBytes: number;
-  /** Oldest output offset still kept for re-attach. */
-  retainedFrom: number;
-  clients: number;
-  stdinOpen: boolean;
-}
+export type { ProcessView, ProcessKind };
 
 export interface ProcessTableOptions {
   retainMs?: number;

@@ -4,7 +4,7 @@
 // quiet interval, one `end` last. Attach happens at construction, so nothing produced between the
 // start of the command and the first pull is lost.
 import type { ProcessChannel, Stream, Subscription } from '../actors/process-channel.ts';
-import type { ProcessExit } from '../../machines/types.ts';
+import type { ProcessExit } from '../actors/types.ts';
 
 export type ChannelItem =
   | { kind: 'data'; stream: Stream; bytes: Uint8Array }

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { Gateway, SandboxView } from '../actors/gateway.ts';
 import { badRequest, notFound } from '../errors.ts';
 import type { Reply, Router } from '../http/router.ts';
-import { connectBody, createSandboxBody, parse } from '../edge/schemas.ts';
+import { connectBody, createSandboxBody, parse } from '../protocol/requests.ts';
 import { CLIENT_ID, ENVD_VERSION } from './constants.ts';
 import type { EnvdTokens } from './tokens.ts';
 

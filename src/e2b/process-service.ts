@@ -13,7 +13,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@conn
 import type { Gateway } from '../actors/gateway.ts';
 import type { ProcessChannel } from '../actors/process-channel.ts';
 import type { ProcessEntry } from '../actors/process-table.ts';
-import type { ProcessExit } from '../../machines/types.ts';
+import type { ProcessExit } from '../actors/types.ts';
 import { asConnectError } from './rpc-errors.ts';
 import { ChannelStream, type ChannelItem } from './channel-stream.ts';
 import { envdCall } from './context.ts';

@@ -14,8 +14,8 @@ import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import type { Gateway } from '../actors/gateway.ts';
 import type { ProcessChannel } from '../actors/process-channel.ts';
-import type { RunnerCommand } from '../../machines/process.ts';
-import type { ProcessExit } from '../../machines/types.ts';
+import type { RunnerCommand } from '../actors/types.ts';
+import type { ProcessExit } from '../actors/types.ts';
 
 export type FsErrorKind = 'not_found' | 'not_dir' | 'is_dir' | 'exists' | 'permission' | 'invalid' | 'internal';
 

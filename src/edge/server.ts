@@ -13,12 +13,14 @@ import { systemRoutes } from './routes/system.ts';
 import { templateRoutes } from './routes/templates.ts';
 import { createExecWebSocket, rejectUpgrade } from './ws/exec.ts';
 import { createDevtools, type Devtools } from './devtools/index.ts';
-import { createE2b } from '../e2b/index.ts';
+import type { Mount } from '../http/mount.ts';
 
 export interface EdgeOptions {
   apiKeys: string[];
   /** Largest accepted request body in bytes (413 beyond). */
   bodyLimit?: number;
+  /** Surfaces mounted on this server (app.ts mounts E2B's). */
+  mounts?: Mount[];
 }
 
 export interface Edge {
@@ -40,10 +42,8 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
   const authorized = (req: IncomingMessage) => keyOk(presentedKey(req));
   const execWs = createExecWebSocket(gw, router, authorized);
   const devtools = createDevtools(gw, router, authorized);
-  // E2B SDK compatibility (docs/e2b.md): /v2 control-plane routes, and the envd surface for
-  // requests that name a sandbox in `E2b-Sandbox-Id` (served before the router).
-  const e2b = createE2b(gw, { apiKeys: opts.apiKeys, keyOk });
-  e2b.routes(router);
+  const mounts = opts.mounts ?? [];
+  for (const m of mounts) m.routes?.(router);
   const bodyLimit = opts.bodyLimit ?? 32 * 1024 * 1024;
 
   const server = createServer((req, res) => {
@@ -54,16 +54,18 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
       gw.metrics.httpRequests.inc({ method: req.method ?? '?', route: routeLabel, status: String(status) });
       gw.log.info({ method: req.method, route: routeLabel, path: pathOf(req), status, ms: Math.round(ms * 10) / 10 }, 'request');
     };
-    if (e2b.isEnvd(req)) {
-      routeLabel = 'e2b envd';
+    const owner = mounts.find((m) => m.owns?.(req));
+    if (owner?.serve) {
+      routeLabel = owner.name;
       res.once('close', () => finish(res.statusCode));
-      void e2b.handleEnvd(req, res);
+      void owner.serve(req, res);
       return;
     }
     handle(req, res)
       .then((reply) => {
         if (reply === 'handled') return finish(res.statusCode);
-        const out = e2b.decorate(`${req.method} ${routeLabel}`, reply);
+        let out = reply;
+        for (const m of mounts) if (m.decorate) out = m.decorate(`${req.method} ${routeLabel}`, out);
         send(res, out.status, out.body, out.headers);
         finish(out.status);
       })

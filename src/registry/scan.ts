@@ -3,7 +3,7 @@
 // an operator mistake: the bhyve entry wins (higher fidelity) and a warning says so.
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ScanResult, TemplateEntry } from '../../machines/registry.ts';
+import type { ScanResult, TemplateEntry } from '../actors/types.ts';
 
 /** Template names as the API accepts them: no path separators, no dot-dot, DNS-ish. */
 export const TEMPLATE_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/i;

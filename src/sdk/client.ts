@@ -3,38 +3,15 @@
 import { ConnectionError, errorFromBody } from './errors.ts';
 import { call, callNdjson, resolveConn, send, type ClientOptions, type Conn } from './http.ts';
 import { Sandbox, type CreateOptions, type SandboxInfo } from './sandbox.ts';
+import type { HealthView, PoolStatsView, PoolView, ReloadView, SnapshotView, TemplateView } from '../protocol/views.ts';
 
-export interface TemplateInfo {
-  name: string;
-  path: string;
-  /** Which isolation class serves it: 'jail' (shared kernel) or 'bhyve' (full guest). */
-  backend: 'jail' | 'bhyve' | string;
-}
+export type TemplateInfo = TemplateView;
 
-export interface ReloadResult {
-  templates: TemplateInfo[];
-  warnings: string[];
-}
+export type ReloadResult = ReloadView;
 
-export interface PoolInfo {
-  template: string;
-  backend: string;
-  /** idle | warming | emptying | draining | drained */
-  state: string;
-  available: number;
-  inUse: number;
-  /** Slots asked for by the warm in progress (null when none). */
-  warming: number | null;
-  progress: string | null;
-  refreshedAt: string | null;
-  error: string | null;
-}
+export type PoolInfo = PoolView;
 
-export interface PoolStats {
-  template: string;
-  available: number;
-  inUse: number;
-}
+export type PoolStats = PoolStatsView;
 
 export interface WarmOptions {
   /** Each progress line of the warm as it comes (the NDJSON stream of POST /pool/:name/warm). */
@@ -43,18 +20,9 @@ export interface WarmOptions {
   timeoutMs?: number;
 }
 
-export interface SnapshotInfo {
-  snapshotID: string;
-  sandboxID: string;
-  template: string;
-  backend: string;
-  createdAt: string;
-  sizeBytes: number;
-}
+export type SnapshotInfo = SnapshotView;
 
-export interface Health {
-  status: 'starting' | 'serving' | 'draining' | 'stopped' | string;
-}
+export type Health = HealthView;
 
 const seg = encodeURIComponent;
 

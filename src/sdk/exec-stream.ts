@@ -10,7 +10,7 @@ import {
   type ExitInfo,
   type ServerMessage,
   type StartMessage,
-} from '../edge/ws/protocol.ts';
+} from '../protocol/exec-ws.ts';
 import { CoppiceApiError, ConnectionError, errorFromBody } from './errors.ts';
 
 export type { ExitInfo };

@@ -1,8 +1,8 @@
 // A Sandbox: create, list, buffered exec (REST), streaming exec (WebSocket), attach, processes,
 // pause/resume, snapshot/fork, timeout, kill. Gateway URL and key come from the options or
 // COPPICE_URL / COPPICE_API_KEY.
-import type { ProcessView } from '../actors/process-table.ts';
-import type { AttachMessage, StartMessage } from '../edge/ws/protocol.ts';
+import type { ProcessView } from '../protocol/views.ts';
+import type { AttachMessage, StartMessage } from '../protocol/exec-ws.ts';
 import { ExecStream, type StreamCallbacks } from './exec-stream.ts';
 import { call, resolveConn, type ClientOptions, type Conn } from './http.ts';
 

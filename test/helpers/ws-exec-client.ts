@@ -1,7 +1,7 @@
 // A small client for the streaming exec WebSocket (protocol in src/edge/ws/exec.ts): start or
 // attach, collect stdout/stderr bytes and JSON messages, wait for the exit or the close.
 import { WebSocket } from 'ws';
-import { TAG_STDERR, TAG_STDOUT } from '../../src/edge/ws/protocol.ts';
+import { TAG_STDERR, TAG_STDOUT } from '../../src/protocol/exec-ws.ts';
 
 export interface ExitMessage {
   type: 'exit';

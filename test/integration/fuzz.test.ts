@@ -1,5 +1,5 @@
 // Fuzzing the edge: thousands of generated malformed and hostile requests (fast-check arbitraries
-// shaped like the zod schemas in src/edge/schemas.ts, plus hostile values, bad JSON, wrong
+// shaped like the zod schemas in src/protocol/requests.ts, plus hostile values, bad JSON, wrong
 // content-types, bad methods, odd paths with encoded slashes, bad auth, broken HTTP framing)
 // against every route the router has (coppice's, E2B's /v2, devtools), a slice against the E2B envd
 // surface (E2b-Sandbox-Id), and hostile WebSocket exec sessions (every message type, malformed

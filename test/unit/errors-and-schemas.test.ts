@@ -1,8 +1,8 @@
-// The error hierarchy (src/errors.ts) and the edge's input schemas (src/edge/schemas.ts):
+// The error hierarchy (src/errors.ts) and the edge's input schemas (src/protocol/requests.ts):
 // stable codes, HTTP statuses, and 400s that name the bad field.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { createSandboxBody, execBody, parse, timeoutBody } from '../../src/edge/schemas.ts';
+import { createSandboxBody, execBody, parse, timeoutBody } from '../../src/protocol/requests.ts';
 import { errorBody, httpStatusOf } from '../../src/http/errors.ts';
 import {
   backendFailed,

@@ -1,7 +1,7 @@
 // The live supervisor tree as JSON: gateway -> registry, pools, shards -> sandboxes -> processes
 // (and the effects each one is running: provision, teardown, run, ...). Read from snapshots only.
 import type { AnyActorRef } from 'xstate';
-import { describe } from '../../../machines/sandbox.ts';
+import { describeState as describe } from '../../actors/types.ts';
 import type { Gateway } from '../../actors/gateway.ts';
 import { sanitizeContext, str, type ActorKind } from './sanitize.ts';
 

@@ -4,7 +4,7 @@ import type { Gateway } from '../../actors/gateway.ts';
 import { CoppiceError } from '../../errors.ts';
 import type { Router } from '../../http/router.ts';
 import { errorBody } from '../../http/errors.ts';
-import { parse, templateId } from '../schemas.ts';
+import { parse, templateId } from '../../protocol/requests.ts';
 
 const warmBody = z.object({ count: z.number().int().min(0).max(1000) }).strict();
 

@@ -2,7 +2,7 @@
 import type { Gateway } from '../../actors/gateway.ts';
 import { badRequest, notFound } from '../../errors.ts';
 import type { Router } from '../../http/router.ts';
-import { connectBody, createSandboxBody, execBody, forkBody, parse, timeoutBody } from '../schemas.ts';
+import { connectBody, createSandboxBody, execBody, forkBody, parse, timeoutBody } from '../../protocol/requests.ts';
 
 export function sandboxRoutes(router: Router, gw: Gateway): void {
   router

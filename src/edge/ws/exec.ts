@@ -62,7 +62,7 @@ import type { ProcessEntry } from '../../actors/process-table.ts';
 import { badRequest, CoppiceError } from '../../errors.ts';
 import { errorBody, httpStatusOf, toHttpError } from '../../http/errors.ts';
 import type { Router } from '../../http/router.ts';
-import { execBody, parse } from '../schemas.ts';
+import { execBody, parse } from '../../protocol/requests.ts';
 import {
   CLOSE_EXITED,
   closeCodeFor,
@@ -70,7 +70,7 @@ import {
   TAG_STDERR,
   TAG_STDOUT,
   type ServerMessage,
-} from './protocol.ts';
+} from '../../protocol/exec-ws.ts';
 
 export interface ExecWsOptions {
   /** Stop sending to a client above this many buffered bytes. */

@@ -7,7 +7,7 @@ import { WebSocketServer } from 'ws';
 import { CoppiceError } from '../../errors.ts';
 import type { Router } from '../../http/router.ts';
 import { errorBody, httpStatusOf } from '../../http/errors.ts';
-import { KEY_PROTOCOL_PREFIX } from './protocol.ts';
+import { KEY_PROTOCOL_PREFIX } from '../../protocol/exec-ws.ts';
 
 export function offeredProtocols(req: IncomingMessage): string[] {
   const header = req.headers['sec-websocket-protocol'];

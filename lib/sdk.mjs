@@ -1,0 +1,26 @@
+// Plain-node entry for `import ... from 'coppice/sdk'` (see lib/index.mjs). Types: src/sdk/index.ts.
+import { tsImport } from 'tsx/esm/api';
+
+const m = await tsImport('../src/sdk/index.ts', import.meta.url);
+export const {
+  Sandbox,
+  CoppiceClient,
+  DEFAULT_URL,
+  resolveConn,
+  ExecStream,
+  AuthenticationError,
+  BackendError,
+  CoppiceApiError,
+  ConflictError,
+  ConnectionError,
+  errorFromBody,
+  GatewayTimeoutError,
+  InternalServerError,
+  InvalidArgumentError,
+  MethodNotAllowedError,
+  NotFoundError,
+  PayloadTooLargeError,
+  RateLimitError,
+  UnavailableError,
+  UnsupportedError,
+} = m;

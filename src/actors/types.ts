@@ -1,0 +1,6 @@
+// The plain data types of the actor tree that layers above it (edge, E2B) work with. They are
+// defined by the statecharts in machines/; only src/actors imports machines, so they pass here.
+export type { ExecRequest, Limits, ProcessExit } from '../../machines/types.ts';
+export type { RunnerCommand } from '../../machines/process.ts';
+export type { ScanResult, TemplateEntry } from '../../machines/registry.ts';
+export { describe as describeState } from '../../machines/sandbox.ts';
