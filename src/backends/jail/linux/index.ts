@@ -1,6 +1,6 @@
 // The jail backend's Linux driver: runc + overlayfs + a netns with a routed veth per sandbox
 // (DESIGN.md "Backends"). This file only sequences; each host mechanism lives in its own module.
-import { chownSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, symlinkSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoppiceError, backendFailed, badRequest, conflict, notFound } from '../../../errors.ts';
@@ -115,6 +115,9 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     if (!existsSync(p)) throw backendFailed(`jail/linux: ${p} is missing (apt install tini busybox-static)`);
   }
   await mkdir(join(opts.stateDir, 'sandboxes'), { recursive: true, mode: 0o700 });
+  if (hardening) {
+    for (const d of [opts.stateDir, join(opts.stateDir, 'sandboxes')]) chmodSync(d, statSync(d).mode & 0o7777 | 0o111);
+  }
   await removePartialSnapshots(opts.stateDir);
   await ensureNetnsDir();
   // Network isolation: the nft table exists before any sandbox does, and outlives none (close()).
@@ -161,17 +164,22 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     }
     undo.push('dir', mustClear(() => removeSandboxDir(n)));
     await Promise.all([mkdir(n.rootfs), mkdir(n.lower)]);
-    if (!statSync(spec.template.path, { throwIfNoEntry: false })?.isDirectory()) {
-      throw new Error(`template directory ${spec.template.path} does not exist`);
+    // runc mounts the rootfs from inside the user namespace: its root (a host uid of the range) must
+    // traverse the path. Only that group may enter the sandbox dir (0710); parents are 0711 (search only).
+    if (hardening) {
+      chownSync(n.dir, 0, uidBase);
+      chmodSync(n.dir, 0o710);
     }
+    const tplStat = statSync(spec.template.path, { throwIfNoEntry: false });
 
     // The writable layer on its own image of diskMiB (quota.ts); removed with the dir (unmounted first).
     await at('disk');
     await makeDisk(n.diskImage, n.disk, diskMiB, signal);
     await Promise.all([mkdir(n.upper), mkdir(n.work)]);
     // The upper dir's owner is the merged root's: the template root's, shifted into the range.
-    const rootStat = statSync(spec.template.path);
-    chownSync(n.upper, rootStat.uid + uidBase, rootStat.gid + uidBase);
+    // <dir>/upper keeps naming the writable layer on the host (ops, tests), as before the disk image.
+    symlinkSync('disk/upper', join(n.dir, 'upper'));
+    if (tplStat?.isDirectory()) chownSync(n.upper, tplStat.uid + uidBase, tplStat.gid + uidBase);
 
     if (spec.fromSnapshot) {
       await at('snapshot');
@@ -179,6 +187,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     }
 
     await at('overlay');
+    if (!tplStat?.isDirectory()) throw new Error(`template directory ${spec.template.path} does not exist`);
     undo.push('overlay', mustClear(() => unmountRootfs(n)));
     // With a user namespace the template is seen through an idmapped view (idmap.ts): no copy, no chown.
     const lower = hardening ? n.lower : spec.template.path;
