@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")"
 DEST=${COPPICE_IDMAP:-/usr/local/lib/coppice/coppice-idmap}
-if [ -x "$DEST" ] && [ ! coppice-idmap.c -nt "$DEST" ]; then exit 0; fi
+if [ -x "$DEST" ] && [ -z "$(find coppice-idmap.c -newer "$DEST")" ]; then exit 0; fi
 mkdir -p "$(dirname "$DEST")"
 tmp=$(mktemp)
 cc -O2 -Wall -Wextra -Werror -o "$tmp" coppice-idmap.c
