@@ -14,7 +14,7 @@ command -v node >/dev/null 2>&1 || { log "Node.js 20 is required"; exit 1; }
 # (debootstrap, e2fsprogs), the Linux pool-ctl (openssh-server/-client, util-linux), checks (shellcheck),
 # and the browser the page tests drive (chromium, through playwright-core).
 PACKAGES="runc tini busybox-static iproute2 nftables debootstrap e2fsprogs util-linux procps \
-openssh-server openssh-client shellcheck ca-certificates chromium"
+openssh-server openssh-client shellcheck ca-certificates chromium gcc libc6-dev"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -36,6 +36,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ -n "$(find package-lock.json -n
   log "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+
+# The jail driver's idmapped-mount helper (user namespaces; needs gcc/libc6-dev, or any cc).
+sh ops/idmap/build.sh
 
 TEMPLATES_ROOT=${COPPICE_TEMPLATES_ROOT:-/var/lib/coppice/templates}
 sh ops/templates/build-busybox.sh "$TEMPLATES_ROOT"

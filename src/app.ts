@@ -40,6 +40,10 @@ export async function platformJailBackend(config: Config, logger: Logger): Promi
       stateDir: config.stateDir,
       subnet: config.jailSubnet,
       logger,
+      hardening: config.jailHardening === 'on',
+      uidBase: config.jailUidBase,
+      diskMiB: config.diskMib,
+      maxDiskMiB: config.maxDiskMib,
       allowHostPorts: (config.jailAllowHostPorts?.split(',') ?? []).map((p) => {
         const [proto, port] = p.split(':');
         return { proto: proto as 'tcp' | 'udp', port: Number(port) };

@@ -43,6 +43,13 @@ export const configSchema = z
       .regex(/^(tcp|udp):\d{1,5}(,(tcp|udp):\d{1,5})*$/, 'must be a list like tcp:8080,udp:53')
       .refine((v) => v.split(',').every((p) => Number(p.split(':')[1]) >= 1 && Number(p.split(':')[1]) <= 65535), 'ports must be 1-65535')
       .optional(),
+    /** Disk quota of a sandbox's writable layer when a create names none, and the ceiling (MiB). */
+    diskMib: count.pipe(z.number().int().min(16).max(16 * 1024 * 1024)).default('2048'),
+    maxDiskMib: count.pipe(z.number().int().min(16).max(16 * 1024 * 1024)).default('65536'),
+    /** First host uid of the per-sandbox user namespace ranges (65,536 ids each). */
+    jailUidBase: count.pipe(z.number().int().min(65_536).max(4_294_967_294 - 65_536)).default('1000000000'),
+    /** off: no user namespace / seccomp (for benchmarks comparing the cost only). */
+    jailHardening: z.enum(['on', 'off']).default('on'),
     maxSandboxes: count.pipe(z.number().int().min(1).max(1_000_000)).default('500'),
     maxConcurrentCreates: count.pipe(z.number().int().min(1).max(10_000)).default('32'),
     createQueue: count.pipe(z.number().int().min(0).max(100_000)).default('128'),
@@ -50,7 +57,8 @@ export const configSchema = z
     drainTimeout: count.pipe(z.number().int().min(1).max(3600)).default('30'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.diskMib <= c.maxDiskMib, { message: 'must not exceed --max-disk-mib', path: ['diskMib'] });
 
 export type Config = z.infer<typeof configSchema>;
 
@@ -68,6 +76,10 @@ const FLAGS = {
   'ssh-key': 'sshKey',
   'drain-timeout': 'drainTimeout',
   'max-sandboxes': 'maxSandboxes',
+  'disk-mib': 'diskMib',
+  'max-disk-mib': 'maxDiskMib',
+  'jail-uid-base': 'jailUidBase',
+  'jail-hardening': 'jailHardening',
   'jail-allow-host-ports': 'jailAllowHostPorts',
   'max-concurrent-creates': 'maxConcurrentCreates',
   'create-queue': 'createQueue',

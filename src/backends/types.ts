@@ -15,6 +15,8 @@ export interface Limits {
   memoryMiB: number;
   cpus: number;
   pids: number;
+  /** Disk quota of the sandbox's writable layer (MiB); absent = the backend's default (`--disk-mib`). */
+  diskMiB?: number;
 }
 
 export const DEFAULT_LIMITS: Limits = { memoryMiB: 512, cpus: 1, pids: 512 };

@@ -29,6 +29,10 @@ describe('parseServeArgs defaults', () => {
       poolCtl: '/usr/local/sbin/coppice-bhyve-pool-ctl.sh',
       sshKey: '/root/coppice-signing/pool-key',
       drainTimeout: 30,
+      diskMib: 2048,
+      maxDiskMib: 65536,
+      jailUidBase: 1_000_000_000,
+      jailHardening: 'on',
       maxSandboxes: 500,
       maxConcurrentCreates: 32,
       createQueue: 128,
@@ -60,6 +64,10 @@ describe('parseServeArgs flags', () => {
       '--ssh-key', '/etc/coppice/ssh-key',
       '--drain-timeout', '45',
       '--max-sandboxes', '100',
+      '--disk-mib', '512',
+      '--max-disk-mib', '1024',
+      '--jail-uid-base', '200000',
+      '--jail-hardening', 'off',
       '--max-concurrent-creates', '8',
       '--create-queue', '16',
       '--body-limit', '4096',
@@ -78,12 +86,22 @@ describe('parseServeArgs flags', () => {
       poolCtl: '/opt/pool-ctl',
       sshKey: '/etc/coppice/ssh-key',
       drainTimeout: 45,
+      diskMib: 512,
+      maxDiskMib: 1024,
+      jailUidBase: 200000,
+      jailHardening: 'off',
       maxSandboxes: 100,
       maxConcurrentCreates: 8,
       createQueue: 16,
       bodyLimit: 4096,
       logLevel: 'debug',
     });
+  });
+
+  test('--disk-mib above --max-disk-mib, a bad uid base or hardening value are refused', () => {
+    assert.throws(() => parseServeArgs(['--disk-mib', '4096', '--max-disk-mib', '2048']), /--disk-mib: must not exceed --max-disk-mib/);
+    assert.throws(() => parseServeArgs(['--jail-uid-base', '100']), /--jail-uid-base/);
+    assert.throws(() => parseServeArgs(['--jail-hardening', 'maybe']), /--jail-hardening/);
   });
 
   test('--flag=value works as well as --flag value', () => {

@@ -79,6 +79,13 @@ export interface FirewallOptions {
   nft?: string;
 }
 
+/**
+ * DNS a sandbox may not reach (no internet, or a nameserver on the host) is refused at once (ICMP
+ * port unreachable / TCP reset) rather than dropped: resolvers fail in milliseconds, not after
+ * their 5 s x attempts timeouts. Everything else stays a silent drop.
+ */
+const DNS_REJECT = [`iifgroup ${G} udp dport 53 counter reject with icmpx type port-unreachable`, `iifgroup ${G} tcp dport 53 counter reject with tcp reset`];
+
 /** Base chains: hook line, then rules. Exported so a test can check ops/nft/coppice.nft against them. */
 export const CHAINS: Record<string, { hook: string; rules: string[] }> = {
   prerouting: {
@@ -96,6 +103,7 @@ export const CHAINS: Record<string, { hook: string; rules: string[] }> = {
       // diagnostic that exposes no service. Any other ICMP to the host is dropped below.
       `iifgroup ${G} ip daddr @nets icmp type echo-request accept`,
       `iifgroup ${G} meta l4proto . th dport @host_allow accept`,
+      ...DNS_REJECT,
       `iifgroup ${G} counter drop`,
     ],
   },
@@ -107,6 +115,7 @@ export const CHAINS: Record<string, { hook: string; rules: string[] }> = {
       // is on the host's side of the trust boundary, even for sandboxes with internet access.
       `iifgroup ${G} ip daddr 169.254.0.0/16 counter drop`,
       `iifgroup ${G} iifname . ip saddr @egress accept`,
+      ...DNS_REJECT,
       `iifgroup ${G} counter drop`,
       `oifgroup ${G} ct state established,related accept`,
       `oifgroup ${G} counter drop`,

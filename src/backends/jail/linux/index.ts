@@ -1,6 +1,6 @@
 // The jail backend's Linux driver: runc + overlayfs + a netns with a routed veth per sandbox
 // (DESIGN.md "Backends"). This file only sequences; each host mechanism lives in its own module.
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, symlinkSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoppiceError, backendFailed, badRequest, conflict, notFound } from '../../../errors.ts';
@@ -18,6 +18,11 @@ import { assertOverlaySafe, mountOverlay, seedEtcHosts, seedResolvConf, unmountR
 import { Runc } from './runc.ts';
 import { removeCgroups, removeContainer, removeSandboxDir, teardown } from './teardown.ts';
 import { UndoStack } from './undo.ts';
+import { bindIdmapped, DEFAULT_IDMAP_HELPER } from './idmap.ts';
+import { makeDisk } from './quota.ts';
+import { seccompProfile } from './seccomp.ts';
+import { RANGE, readUidBase, UidRanges } from './userns.ts';
+import { INIT_PID_FILE } from './runc.ts';
 import { TemplateUsers } from './users.ts';
 
 export { findLeftovers } from './leftovers.ts';
@@ -28,7 +33,7 @@ export interface Logger {
 }
 
 /** Steps of create, in order; named in errors and offered to `hooks.beforeStep`. */
-export type CreateStep = 'address' | 'dir' | 'snapshot' | 'overlay' | 'netns' | 'netns-inside' | 'firewall' | 'config' | 'runc-create' | 'runc-start';
+export type CreateStep = 'address' | 'userns' | 'dir' | 'disk' | 'snapshot' | 'overlay' | 'netns' | 'netns-inside' | 'firewall' | 'config' | 'runc-create' | 'runc-start';
 
 export interface LinuxJailOptions {
   stateDir: string;
@@ -48,6 +53,19 @@ export interface LinuxJailOptions {
    * on the host" (firewall.ts). Default none.
    */
   allowHostPorts?: HostPort[];
+  /**
+   * User namespace + seccomp + no_new_privs for root (default true). false only for benchmarks
+   * comparing the cost (`--jail-hardening=off`): sandbox root is then host root.
+   */
+  hardening?: boolean;
+  /** First host uid of the per-sandbox ranges (65,536 ids each). Default 1,000,000,000. */
+  uidBase?: number;
+  /** Disk quota when a create names none (MiB). Default 2048. */
+  diskMiB?: number;
+  /** Largest disk quota a create may ask for (MiB). Default 65536. */
+  maxDiskMiB?: number;
+  /** The idmapped-mount helper (ops/idmap). Default /usr/local/lib/coppice/coppice-idmap. */
+  idmapHelper?: string;
 }
 
 export type LinuxJailBackend = Backend & {
@@ -84,10 +102,22 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
   const hostInit = opts.init ?? '/usr/bin/tini-static';
   const hostBusybox = opts.busybox ?? '/bin/busybox';
   const rlimits = [nofile(hostNofileHard())];
+  const hardening = opts.hardening ?? true;
+  const idmapHelper = opts.idmapHelper ?? DEFAULT_IDMAP_HELPER;
+  const ranges = new UidRanges(opts.uidBase ?? 1_000_000_000);
+  const seccomp = hardening ? seccompProfile() : undefined;
+  const defaultDiskMiB = opts.diskMiB ?? 2048;
+  const maxDiskMiB = opts.maxDiskMiB ?? 65_536;
+  if (hardening && !existsSync(idmapHelper)) {
+    throw backendFailed(`jail/linux: ${idmapHelper} is missing (sh ops/idmap/build.sh, run by ops/setup.sh)`);
+  }
   for (const p of [hostInit, hostBusybox]) {
     if (!existsSync(p)) throw backendFailed(`jail/linux: ${p} is missing (apt install tini busybox-static)`);
   }
   await mkdir(join(opts.stateDir, 'sandboxes'), { recursive: true, mode: 0o700 });
+  if (hardening) {
+    for (const d of [opts.stateDir, join(opts.stateDir, 'sandboxes')]) chmodSync(d, statSync(d).mode & 0o7777 | 0o111);
+  }
   await removePartialSnapshots(opts.stateDir);
   await ensureNetnsDir();
   // Network isolation: the nft table exists before any sandbox does, and outlives none (close()).
@@ -97,8 +127,21 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
 
   const busy = new Set<string>(); // ids with a create in flight or live in this process
   const names = (id: string) => sandboxNames(opts.stateDir, id);
+  // Ranges of live containers (a restart): reserved before any create can hand them out again.
+  const mine = join(opts.stateDir, 'sandboxes') + '/';
+  for (const c of await runc.list().catch(() => [])) {
+    if (!c.id.startsWith(PREFIX) || !c.bundle?.startsWith(mine) || !(c.pid > 0)) continue;
+    const base = readUidBase(c.pid);
+    if (base !== null) {
+      try {
+        ranges.claim(c.id.slice(PREFIX.length), base);
+      } catch (e) {
+        log.warn({ container: c.id, base, err: message(e) }, 'uid range of a live container not reclaimed');
+      }
+    }
+  }
 
-  async function createSteps(spec: CreateSpec, n: SandboxNames, undo: UndoStack, at: (s: CreateStep) => Promise<void>, signal?: AbortSignal) {
+  async function createSteps(spec: CreateSpec, n: SandboxNames, undo: UndoStack, at: (s: CreateStep) => Promise<void>, diskMiB: number, signal?: AbortSignal) {
     await at('address');
     const ip = pool.allocate();
     // A leaked host veth keeps its /32 route; handing the address out again would fail the next create.
@@ -108,6 +151,10 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     });
     const net = { ip, gateway: pool.gateway, prefix: pool.prefix };
 
+    await at('userns');
+    const uidBase = hardening ? ranges.allocate(n.id) : 0;
+    undo.push('userns', () => ranges.release(n.id));
+
     await at('dir');
     try {
       await mkdir(n.dir); // not recursive: EEXIST means another sandbox (or a leak) owns this id
@@ -116,28 +163,64 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       throw e;
     }
     undo.push('dir', mustClear(() => removeSandboxDir(n)));
-    await Promise.all([mkdir(n.upper), mkdir(n.work), mkdir(n.rootfs)]);
+    await Promise.all([mkdir(n.rootfs), mkdir(n.lower)]);
+    // runc mounts the rootfs from inside the user namespace: its root (a host uid of the range) must
+    // traverse the path. Only that group may enter the sandbox dir (0710); parents are 0711 (search only).
+    if (hardening) {
+      chownSync(n.dir, 0, uidBase);
+      chmodSync(n.dir, 0o710);
+    }
+    const tplStat = statSync(spec.template.path, { throwIfNoEntry: false });
+
+    // The writable layer on its own image of diskMiB (quota.ts); removed with the dir (unmounted first).
+    await at('disk');
+    await makeDisk(n.diskImage, n.disk, diskMiB, signal);
+    await Promise.all([mkdir(n.upper), mkdir(n.work)]);
+    // The upper dir's owner is the merged root's: the template root's, shifted into the range.
+    // <dir>/upper keeps naming the writable layer on the host (ops, tests), as before the disk image.
+    symlinkSync('disk/upper', join(n.dir, 'upper'));
+    if (tplStat?.isDirectory()) chownSync(n.upper, tplStat.uid + uidBase, tplStat.gid + uidBase);
 
     if (spec.fromSnapshot) {
       await at('snapshot');
-      await seedUpper(opts.stateDir, spec.fromSnapshot.snapshotID, n.upper, spec.fromSnapshot.consume ?? false);
+      await seedUpper(opts.stateDir, spec.fromSnapshot.snapshotID, n.upper, spec.fromSnapshot.consume ?? false, { base: uidBase, helper: idmapHelper, scratch: join(n.dir, 'seed-view') });
     }
 
     await at('overlay');
-    if (!statSync(spec.template.path, { throwIfNoEntry: false })?.isDirectory()) {
-      throw new Error(`template directory ${spec.template.path} does not exist`);
-    }
-    await seedEtcHosts(n, spec.template.path, ip);
+    if (!tplStat?.isDirectory()) throw new Error(`template directory ${spec.template.path} does not exist`);
+    undo.push('overlay', mustClear(() => unmountRootfs(n)));
+    // With a user namespace the template is seen through an idmapped view (idmap.ts): no copy, no chown.
+    const lower = hardening ? n.lower : spec.template.path;
+    if (hardening) await bindIdmapped(idmapHelper, 0, uidBase, spec.template.path, n.lower, signal);
+    await seedEtcHosts(n, lower, ip, uidBase);
     if (spec.internet) {
       const ns = hostNameservers();
-      if (ns.length > 0) await seedResolvConf(n, resolvConfText(ns), RESOLV_MARKER);
+      if (ns.length > 0) await seedResolvConf(n, resolvConfText(ns), RESOLV_MARKER, uidBase);
     }
-    undo.push('overlay', mustClear(() => unmountRootfs(n)));
-    await mountOverlay(n, spec.template.path, signal);
+    await mountOverlay(n, lower, signal);
+
+    // runc makes the netns (with the user namespace, so it is owned by it: sysfs inside needs that);
+    // it is named and wired between `runc create` and `runc start`, before any sandbox code runs.
+    await at('config');
+    const config = buildConfig({
+      id: n.id,
+      cgroupsPath: n.cgroupsPath,
+      limits: spec.limits,
+      hostInit,
+      hostBusybox,
+      rlimits,
+      ...(hardening ? { userns: { hostBase: uidBase, size: RANGE }, seccomp } : {}),
+    });
+    writeFileSync(join(n.dir, 'config.json'), JSON.stringify(config, null, 2), { mode: 0o600 });
+
+    await at('runc-create');
+    undo.push('runc', mustClear(async () => [...(await removeContainer(runc, n)), ...(await removeCgroups(n))]));
+    await runc.create(n.container, n.dir, signal);
+    const initPid = Number(readFileSync(join(n.dir, INIT_PID_FILE), 'utf8').trim());
 
     await at('netns');
     undo.push('netns', mustClear(() => teardownNetwork(n)));
-    await setupHostSide(n, net, signal);
+    await setupHostSide(n, net, signal, initPid);
     await at('netns-inside');
     await setupSandboxSide(n, net, signal);
 
@@ -145,16 +228,9 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     undo.push('firewall', mustClear(() => firewall.unregister(n.vethHost, ip)));
     await firewall.register(n.vethHost, ip, spec.internet === true);
 
-    await at('config');
-    const config = buildConfig({ id: n.id, netnsPath: n.netnsPath, cgroupsPath: n.cgroupsPath, limits: spec.limits, hostInit, hostBusybox, rlimits });
-    writeFileSync(join(n.dir, 'config.json'), JSON.stringify(config, null, 2), { mode: 0o600 });
-
-    await at('runc-create');
-    undo.push('runc', mustClear(async () => [...(await removeContainer(runc, n)), ...(await removeCgroups(n))]));
-    await runc.create(n.container, n.dir, signal);
     await at('runc-start');
     await runc.start(n.container, signal);
-    return ip;
+    return { ip, uidBase };
   }
 
   const backend: LinuxJailBackend = {
@@ -168,6 +244,10 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       for (const k of ['memoryMiB', 'cpus', 'pids'] as const) {
         const v = spec.limits[k];
         if (!(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw badRequest(`limits.${k}`, 'must be a positive number');
+      }
+      const diskMiB = spec.limits.diskMiB ?? defaultDiskMiB;
+      if (!(Number.isInteger(diskMiB) && diskMiB >= 16 && diskMiB <= maxDiskMiB)) {
+        throw badRequest('limits.diskMiB', `must be a whole number of MiB between 16 and ${maxDiskMiB}`);
       }
       if (busy.has(spec.id)) throw conflict(`sandbox ${spec.id} already exists`);
       if (spec.fromSnapshot) {
@@ -188,7 +268,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       };
       const t0 = performance.now();
       try {
-        const ip = await createSteps(spec, n, undo, at, signal);
+        const { ip, uidBase } = await createSteps(spec, n, undo, at, diskMiB, signal);
         undo.commit();
         log.info({ id: spec.id, ip, ms: Math.round(performance.now() - t0) }, 'jail sandbox created');
         return {
@@ -196,7 +276,17 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
           backend: 'jail',
           template: spec.template.name,
           ip,
-          data: { container: n.container, netns: n.netns, vethHost: n.vethHost, dir: n.dir, templatePath: spec.template.path, egress: spec.internet === true },
+          data: {
+            container: n.container,
+            netns: n.netns,
+            vethHost: n.vethHost,
+            dir: n.dir,
+            templatePath: spec.template.path,
+            egress: spec.internet === true,
+            // The effective quota (E2B diskSizeMB) and the sandbox's host uid range (0 = no user namespace).
+            diskMiB,
+            uidBase,
+          },
         };
       } catch (err) {
         const failures = await undo.rollback();
@@ -219,6 +309,8 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       const n = names(handle.id);
       const { left, addressReusable } = await teardown(runc, n);
       left.push(...(await firewall.unregister(n.vethHost, handle.ip)));
+      // The uid range is free once no process of the sandbox can be left (its container is gone).
+      if (!left.some((l) => l.startsWith('runc container'))) ranges.release(handle.id);
       if (addressReusable) pool.release(handle.ip);
       else log.warn({ id: handle.id, ip: handle.ip }, 'address quarantined: host veth could not be removed');
       if (left.length > 0) log.warn({ id: handle.id, left }, 'sandbox teardown left objects behind');
@@ -232,7 +324,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       const n = names(handle.id);
       const userName = spec.user ?? (users.has(templatePath, 'user') ? 'user' : 'root');
       const user = users.resolve(templatePath, userName);
-      const proc = buildExecProcess({ argv: spec.argv, env: spec.env, cwd: spec.cwd, user, rlimits });
+      const proc = buildExecProcess({ argv: spec.argv, env: spec.env, cwd: spec.cwd, user, rlimits, noNewPrivileges: hardening && user.uid === 0 });
       try {
         return startExec({ runc: runc.bin, container: n.container, dir: n.dir, process: proc });
       } catch (e) {
@@ -272,6 +364,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
         }
         return await writeSnapshot(opts.stateDir, n.upper, {
           snapshotID,
+          uidBase: typeof handle.data.uidBase === 'number' ? handle.data.uidBase : 0,
           sandboxID: handle.id,
           template: handle.template,
           backend: 'jail',
@@ -292,6 +385,17 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       } catch (e) {
         busy.delete(handle.id);
         throw e;
+      }
+      // Normally reclaimed at start from the live init's uid_map; a record's range must agree.
+      const base = handle.data.uidBase;
+      if (typeof base === 'number' && base > 0 && ranges.baseOf(handle.id) !== base) {
+        try {
+          ranges.claim(handle.id, base);
+        } catch (e) {
+          pool.release(handle.ip);
+          busy.delete(handle.id);
+          throw backendFailed(`adopt ${handle.id}: ${message(e)}`, e);
+        }
       }
       try {
         // Normally still there (the table outlives a SIGKILL); re-adding is a no-op then. The group

@@ -22,6 +22,11 @@ export interface SandboxNames {
   /** Created under this name in the host, moved into the netns, then renamed `eth0`. */
   vethPeer: string;
   dir: string;
+  /** The template seen through an idmapped bind mount (the overlay's lower layer). */
+  lower: string;
+  /** Mount point of the sandbox's disk image (quota.ts); holds upper/ and work/. */
+  disk: string;
+  diskImage: string;
   upper: string;
   work: string;
   rootfs: string;
@@ -42,8 +47,11 @@ export function sandboxNames(stateDir: string, id: string): SandboxNames {
     vethHost: `cpc${id}h`,
     vethPeer: `cpc${id}c`,
     dir,
-    upper: join(dir, 'upper'),
-    work: join(dir, 'work'),
+    lower: join(dir, 'lower'),
+    disk: join(dir, 'disk'),
+    diskImage: join(dir, 'disk.img'),
+    upper: join(dir, 'disk', 'upper'),
+    work: join(dir, 'disk', 'work'),
     rootfs: join(dir, 'rootfs'),
     cgroupsPath: `/coppice/${id}`,
   };

@@ -13,9 +13,13 @@ export interface NetConfig {
   prefix: number;
 }
 
-export function hostBatch(n: SandboxNames, net: NetConfig): string {
+/**
+ * With `initPid` the netns is the one runc made for the sandbox's PID 1 (owned by its user
+ * namespace, which sysfs inside needs), named by `netns attach`; without, a new one is added.
+ */
+export function hostBatch(n: SandboxNames, net: NetConfig, initPid?: number): string {
   return [
-    `netns add ${n.netns}`,
+    initPid ? `netns attach ${n.netns} ${initPid}` : `netns add ${n.netns}`,
     `link add ${n.vethHost} type veth peer name ${n.vethPeer} netns ${n.netns}`,
     `addr add ${net.gateway}/32 dev ${n.vethHost}`,
     // The interface group is how the nft rules recognise a sandbox veth (firewall.ts).
@@ -36,8 +40,8 @@ export function sandboxBatch(n: SandboxNames, net: NetConfig): string {
   ].join('\n');
 }
 
-export async function setupHostSide(n: SandboxNames, net: NetConfig, signal?: AbortSignal): Promise<void> {
-  await run('ip', ['-batch', '-'], { input: hostBatch(n, net), signal });
+export async function setupHostSide(n: SandboxNames, net: NetConfig, signal?: AbortSignal, initPid?: number): Promise<void> {
+  await run('ip', ['-batch', '-'], { input: hostBatch(n, net, initPid), signal });
 }
 
 export async function setupSandboxSide(n: SandboxNames, net: NetConfig, signal?: AbortSignal): Promise<void> {

@@ -2,6 +2,7 @@
 // rather than with `runc spec` + patching: pure, no I/O, unit-tested (test/unit/oci-config.test.ts).
 // Defaults follow `runc spec` (mounts, masked/readonly paths) and docker (capabilities).
 import type { Limits } from '../../types.ts';
+import type { OciSeccomp } from './seccomp.ts';
 
 export interface OciMount {
   destination: string;
@@ -52,7 +53,16 @@ export interface OciConfig {
     };
     maskedPaths: string[];
     readonlyPaths: string[];
+    uidMappings?: IdMapping[];
+    gidMappings?: IdMapping[];
+    seccomp?: OciSeccomp;
   };
+}
+
+export interface IdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
 }
 
 /** Where the host's static tini and busybox appear inside every sandbox (bind-mounted read-only). */
@@ -125,7 +135,8 @@ export function capabilitiesFor(uid: number): OciCapabilities {
 
 export interface ConfigInput {
   id: string;
-  netnsPath: string;
+  /** Join this netns; without it runc makes one (owned by the sandbox's user namespace, see index.ts). */
+  netnsPath?: string;
   cgroupsPath: string;
   limits: Limits;
   /** Host paths of a static tini and a static busybox. */
@@ -133,6 +144,9 @@ export interface ConfigInput {
   hostBusybox: string;
   /** Default `nofile()`. */
   rlimits?: Rlimit[];
+  /** Hardening (userns.ts, seccomp.ts): sandbox uids 0..size-1 are host uids hostBase.. */
+  userns?: { hostBase: number; size: number };
+  seccomp?: OciSeccomp;
 }
 
 export function limitsToResources(limits: Limits): OciConfig['linux']['resources'] {
@@ -183,12 +197,20 @@ export function buildConfig(input: ConfigInput): OciConfig {
         { type: 'ipc' },
         { type: 'uts' },
         { type: 'mount' },
-        { type: 'network', path: input.netnsPath },
+        input.netnsPath ? { type: 'network', path: input.netnsPath } : { type: 'network' },
+        ...(input.userns ? [{ type: 'user' }] : []),
       ],
       cgroupsPath: input.cgroupsPath,
       resources: limitsToResources(input.limits),
       maskedPaths: [...MASKED_PATHS],
       readonlyPaths: [...READONLY_PATHS],
+      ...(input.userns
+        ? {
+            uidMappings: [{ containerID: 0, hostID: input.userns.hostBase, size: input.userns.size }],
+            gidMappings: [{ containerID: 0, hostID: input.userns.hostBase, size: input.userns.size }],
+          }
+        : {}),
+      ...(input.seccomp ? { seccomp: input.seccomp } : {}),
     },
   };
 }
@@ -200,6 +222,11 @@ export interface ExecInput {
   cwd?: string;
   /** Default `nofile()`; pass the same as the container's config. */
   rlimits?: Rlimit[];
+  /**
+   * no_new_privs. Off by default: a non-root user's setuid binaries (sudo, the templates' way to
+   * become root) need it off; with hardening the driver sets it for root processes.
+   */
+  noNewPrivileges?: boolean;
 }
 
 /** process.json for `runc exec --process`: argv/env/cwd pass through byte-for-byte, no shell. */
@@ -223,6 +250,6 @@ export function buildExecProcess(input: ExecInput): OciProcess {
     cwd: input.cwd ?? user.home,
     capabilities: capabilitiesFor(user.uid),
     rlimits: (input.rlimits ?? [nofile()]).map((r) => ({ ...r })),
-    noNewPrivileges: false,
+    noNewPrivileges: input.noNewPrivileges ?? false,
   };
 }

@@ -15,6 +15,7 @@ export function assertOverlaySafe(path: string): void {
   }
 }
 
+/** `lower`: the template dir, or its idmapped view (n.lower) in a sandbox with a user namespace. */
 export async function mountOverlay(n: SandboxNames, lower: string, signal?: AbortSignal): Promise<void> {
   const opts = `lowerdir=${lower},upperdir=${n.upper},workdir=${n.work}`;
   await run('mount', ['-t', 'overlay', n.container, '-o', opts, n.rootfs], { signal });
@@ -33,7 +34,8 @@ const DEFAULT_HOSTS = '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-
  * entries are removed (rm never follows), the new file is created O_EXCL, and the previous hosts
  * file is read only when lstat says it is a regular file.
  */
-export async function seedEtcHosts(n: SandboxNames, lower: string, ip: string): Promise<void> {
+/** `rootId`: the host uid/gid of the sandbox's root (its user namespace range), owner of what is written. */
+export async function seedEtcHosts(n: SandboxNames, lower: string, ip: string, rootId = 0): Promise<void> {
   const etc = await stat(join(lower, 'etc')).catch(() => null);
   if (!etc?.isDirectory()) return; // a template without /etc: nothing to resolve with anyway
   const dir = join(n.upper, 'etc');
@@ -55,6 +57,7 @@ export async function seedEtcHosts(n: SandboxNames, lower: string, ip: string): 
   base ??= await readFile(join(lower, 'etc', 'hosts'), 'utf8').catch(() => DEFAULT_HOSTS);
   const text = `${base.endsWith('\n') || base === '' ? base : base + '\n'}${ip}\t${n.id}\n`;
   await writeFile(hosts, text, { mode: 0o644, flag: 'wx' });
+  if (rootId !== 0) await chown(hosts, rootId, rootId);
 }
 
 /**
@@ -64,7 +67,7 @@ export async function seedEtcHosts(n: SandboxNames, lower: string, ip: string): 
  * layer may hold: a non-regular entry is removed (never followed) and the file is created O_EXCL;
  * a regular resolv.conf the sandbox wrote itself (no coppice marker) is kept.
  */
-export async function seedResolvConf(n: SandboxNames, text: string, marker: string): Promise<void> {
+export async function seedResolvConf(n: SandboxNames, text: string, marker: string, rootId = 0): Promise<void> {
   const dir = join(n.upper, 'etc');
   if (!(await lstat(dir).catch(() => null))?.isDirectory()) return;
   const file = join(dir, 'resolv.conf');
@@ -72,6 +75,7 @@ export async function seedResolvConf(n: SandboxNames, text: string, marker: stri
   if (prev?.isFile() && !(await startsWith(file, marker))) return;
   if (prev) await rm(file, { recursive: true, force: true });
   await writeFile(file, text, { mode: 0o644, flag: 'wx' });
+  if (rootId !== 0) await chown(file, rootId, rootId);
 }
 
 /** Whether `file` begins with `prefix`; reads only that many bytes (a sandbox may have made it huge). */

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SnapshotRecord } from '../../types.ts';
+import { withIdmappedView } from './idmap.ts';
 import { run } from './run.ts';
 
 export const SNAPSHOT_ID = /^snap-[a-z0-9]{10}$/;
@@ -34,8 +35,13 @@ export async function treeBytes(dir: string): Promise<number> {
 /** Copies in progress live under a dot-name and are renamed into place when complete. */
 const IN_PROGRESS = '.partial-';
 
-/** Write the snapshot of `upper` under its id; on any failure nothing of it is left. */
-export async function writeSnapshot(stateDir: string, upper: string, record: Omit<SnapshotRecord, 'sizeBytes'>): Promise<SnapshotRecord> {
+/**
+ * Write the snapshot of `upper` under its id; on any failure nothing of it is left. The files keep
+ * the host owners of the sandbox's uid range; meta.json records its base (`uidBase`) so a sandbox
+ * with another range can shift them when it is made from the snapshot (seedUpper).
+ */
+export async function writeSnapshot(stateDir: string, upper: string, input: Omit<SnapshotRecord, 'sizeBytes'> & { uidBase?: number }): Promise<SnapshotRecord> {
+  const { uidBase = 0, ...record } = input;
   const p = snapshotPaths(stateDir, record.snapshotID);
   const tmp = snapshotPaths(stateDir, IN_PROGRESS + record.snapshotID);
   await mkdir(join(stateDir, 'snapshots'), { recursive: true, mode: 0o700 });
@@ -44,7 +50,7 @@ export async function writeSnapshot(stateDir: string, upper: string, record: Omi
     await mkdir(tmp.upper);
     await copyTree(upper, tmp.upper);
     const full: SnapshotRecord = { ...record, sizeBytes: await treeBytes(tmp.upper) };
-    await writeFile(tmp.meta, JSON.stringify(full));
+    await writeFile(tmp.meta, JSON.stringify({ ...full, uidBase }));
     // Visible only once complete: a listing never sees (nor removes) a copy in progress.
     await rename(tmp.dir, p.dir);
     return full;
@@ -66,7 +72,8 @@ export async function removePartialSnapshots(stateDir: string): Promise<void> {
 export async function readSnapshot(stateDir: string, snapshotID: string): Promise<SnapshotRecord | null> {
   if (!SNAPSHOT_ID.test(snapshotID)) return null;
   try {
-    return JSON.parse(await readFile(snapshotPaths(stateDir, snapshotID).meta, 'utf8')) as SnapshotRecord;
+    const { uidBase: _base, ...rec } = JSON.parse(await readFile(snapshotPaths(stateDir, snapshotID).meta, 'utf8')) as SnapshotRecord & { uidBase?: number };
+    return rec;
   } catch {
     return null;
   }
@@ -88,14 +95,48 @@ export async function deleteSnapshot(stateDir: string, snapshotID: string): Prom
   await rm(snapshotPaths(stateDir, snapshotID).dir, { recursive: true, force: true });
 }
 
-/** Fill a new sandbox's empty upper dir from a snapshot: copied, or moved when it is used up (fork). */
-export async function seedUpper(stateDir: string, snapshotID: string, upper: string, consume: boolean): Promise<void> {
+async function snapshotUidBase(stateDir: string, snapshotID: string): Promise<number> {
+  try {
+    const base = (JSON.parse(await readFile(snapshotPaths(stateDir, snapshotID).meta, 'utf8')) as { uidBase?: unknown }).uidBase;
+    return typeof base === 'number' && Number.isInteger(base) && base >= 0 ? base : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export interface SeedShift {
+  /** The new sandbox's host uid base (0: no user namespace). */
+  base: number;
+  /** coppice-idmap (idmap.ts). */
+  helper: string;
+  /** A path that does not exist yet, inside the sandbox dir, for the shifted view. */
+  scratch: string;
+}
+
+/**
+ * Fill a new sandbox's upper dir from a snapshot: copied, or moved when it is used up (fork) and
+ * already has the right owners on the same filesystem. Files taken in another uid range are copied
+ * through an idmapped view (old range -> new range), so owners stay right inside (cp -a keeps
+ * modes, setuid bits, xattrs; nothing is chowned in place).
+ */
+export async function seedUpper(stateDir: string, snapshotID: string, upper: string, consume: boolean, shift?: SeedShift): Promise<void> {
   const p = snapshotPaths(stateDir, snapshotID);
-  if (consume) {
-    await rm(upper, { recursive: true, force: true });
-    await rename(p.upper, upper);
-    await rm(p.dir, { recursive: true, force: true });
+  const from = await snapshotUidBase(stateDir, snapshotID);
+  const to = shift?.base ?? from;
+  if (from !== to) {
+    await withIdmappedView(shift!.helper, from, to, p.upper, shift!.scratch, () => copyTree(shift!.scratch, upper));
+  } else if (consume) {
+    try {
+      await rm(upper, { recursive: true, force: true });
+      await rename(p.upper, upper);
+    } catch (e) {
+      // The upper dir is on the sandbox's own disk image (quota.ts): another filesystem.
+      if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+      await mkdir(upper);
+      await copyTree(p.upper, upper);
+    }
   } else {
     await copyTree(p.upper, upper);
   }
+  if (consume) await rm(p.dir, { recursive: true, force: true });
 }
