@@ -44,7 +44,7 @@ describe('gateway over REST with real runc sandboxes', () => {
 
     // A counter in the background, detached from the exec that starts it.
     await exec(sbx.sandboxID, {
-      cmd: 'nohup sh -c \'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.02; done\' >/dev/null 2>&1 &',
+      cmd: 'nohup sh -c \'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.tmp; mv /tmp/counter.tmp /tmp/counter; sleep 0.02; done\' >/dev/null 2>&1 &',
     });
     await sleep(300);
     const read = async () => Number((await exec(sbx.sandboxID, { cmd: 'cat /tmp/counter' })).stdout);

@@ -164,7 +164,7 @@ describe('jail/linux backend (real runc)', { skip }, () => {
     });
 
     it('pause freezes a counter loop and resume lets it continue; runc sees "paused"', async () => {
-      const loop = backend.exec(h, { argv: ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.02; done'] });
+      const loop = backend.exec(h, { argv: ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.tmp; mv /tmp/counter.tmp /tmp/counter; sleep 0.02; done'] });
       const done = collect(loop);
       // The test reads the counter through the sandbox's upper dir (trusted test code, our own sandbox).
       const counterFile = join(stateDir, 'sandboxes', h.id, 'upper', 'tmp', 'counter');
