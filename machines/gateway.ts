@@ -21,6 +21,8 @@ export interface GatewayInput {
   drainDeadlineMs?: number;
   /** Warm pools for jail templates: this many frozen sandboxes per template (null/0 = none). */
   jailPool?: { size: number; templates: string[] | null } | null;
+  /** Backend kinds whose substrate keeps its own pool (every such template gets a pool actor). */
+  externalPools?: string[];
 }
 
 export type StopReason = 'drained' | 'deadline' | 'forced' | 'startup_failed';
@@ -49,6 +51,7 @@ export interface GatewayContext {
   drainedShards: number;
   drainDeadlineMs: number;
   jailPool: { size: number; templates: string[] | null } | null;
+  externalPools: string[];
   stopReason: StopReason | null;
   error: Failure | null;
 }
@@ -128,14 +131,16 @@ export const gatewayMachine = setup({
         const jail = context.jailPool;
         for (const t of event.templates) {
           if (Object.hasOwn(pools, t.name)) continue;
-          // bhyve: every template gets a pool (empty until warmed); jail: only when asked for.
-          const jailSize = jail && (jail.templates === null || jail.templates.includes(t.name)) ? jail.size : 0;
-          if (t.backend === 'jail' && jailSize === 0) continue;
+          // An external pool (bhyve's pool-ctl): every template gets one (empty until warmed).
+          // Slot pools (frozen sandboxes): only for the templates asked for.
+          const external = context.externalPools.includes(t.backend);
+          const slots = !external && jail && (jail.templates === null || jail.templates.includes(t.name)) ? jail.size : 0;
+          if (!external && slots === 0) continue;
           pools[t.name] = spawn('pool', {
             id: `pool:${t.name}`,
             systemId: `pool:${t.name}`,
             // Pools spawned while serving (a reload) are armed at once; earlier ones at serving entry.
-            input: { template: t.name, backend: t.backend, size: t.backend === 'jail' ? jailSize : 0, armed: self.getSnapshot().matches('serving') },
+            input: { template: t.name, backend: t.backend, size: slots, armed: self.getSnapshot().matches('serving') },
           });
         }
         return pools;
@@ -169,6 +174,7 @@ export const gatewayMachine = setup({
     drainedShards: 0,
     drainDeadlineMs: input.drainDeadlineMs ?? 30_000,
     jailPool: input.jailPool && input.jailPool.size > 0 ? input.jailPool : null,
+    externalPools: input.externalPools ?? [],
     stopReason: null,
     error: null,
   }),

@@ -64,6 +64,13 @@ export type PoolEvent =
 
 export type PoolEmitted = Reply | { type: 'progress'; template: string; line: string };
 
+/** What every pool effect is given: which template, served by which backend, and the slots it holds. */
+export interface PoolEffectInput {
+  template: string;
+  backend: BackendKind;
+  slots: string[];
+}
+
 const REFILL_BACKOFF_MS = 30_000;
 
 
@@ -76,9 +83,9 @@ export const poolMachine = setup({
   },
   actors: {
     // Placeholders; src/ provides them per backend.
-    warm: fromPromise<PoolStats, { template: string; count: number; slots: string[] }>(async () => ({ available: 0, inUse: 0 })),
-    stats: fromPromise<PoolStats, { template: string; slots: string[] }>(async () => ({ available: 0, inUse: 0 })),
-    drain: fromPromise<void, { template: string; slots: string[] }>(async () => {}),
+    warm: fromPromise<PoolStats, PoolEffectInput & { count: number }>(async () => ({ available: 0, inUse: 0 })),
+    stats: fromPromise<PoolStats, PoolEffectInput>(async () => ({ available: 0, inUse: 0 })),
+    drain: fromPromise<void, PoolEffectInput>(async () => {}),
   },
   delays: {
     refresh: ({ context }) => context.refreshMs,
@@ -203,7 +210,7 @@ export const poolMachine = setup({
               },
               invoke: {
                 src: 'warm',
-                input: ({ context }) => ({ template: context.template, count: context.target ?? 0, slots: context.slots }),
+                input: ({ context }) => ({ template: context.template, backend: context.backend, count: context.target ?? 0, slots: context.slots }),
                 onDone: {
                   target: 'idle',
                   actions: ['applyStats', assign({ error: null }), 'replyOk', assign({ pending: null, target: null }), 'checkSize'],
@@ -223,7 +230,7 @@ export const poolMachine = setup({
               on: { WARM: { actions: 'rejectBusy' }, EMPTY: { actions: 'rejectBusy' } },
               invoke: {
                 src: 'drain',
-                input: ({ context }) => ({ template: context.template, slots: context.slots }),
+                input: ({ context }) => ({ template: context.template, backend: context.backend, slots: context.slots }),
                 onDone: {
                   target: 'idle',
                   actions: [assign({ available: 0, slots: [], error: null }), 'replyOk', assign({ pending: null }), raise({ type: 'REFRESH' })],
@@ -246,7 +253,7 @@ export const poolMachine = setup({
             refreshing: {
               invoke: {
                 src: 'stats',
-                input: ({ context }) => ({ template: context.template, slots: context.slots }),
+                input: ({ context }) => ({ template: context.template, backend: context.backend, slots: context.slots }),
                 onDone: { target: 'waiting', actions: ['applyStats', 'checkSize'] },
                 // A failed refresh keeps the last counts (gauges stay consistent, never garbage).
                 onError: 'waiting',
@@ -265,7 +272,7 @@ export const poolMachine = setup({
       },
       invoke: {
         src: 'drain',
-        input: ({ context }) => ({ template: context.template, slots: context.slots }),
+        input: ({ context }) => ({ template: context.template, backend: context.backend, slots: context.slots }),
         // Best effort: a failed drain is logged by the effect and the pool still ends.
         onDone: { target: 'drained', actions: ['replyOk'] },
         onError: { target: 'drained', actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError'] },

@@ -1,7 +1,8 @@
 // Plain data types shared by the statecharts. Machines import nothing from src/: effects and the
 // objects they move around (backend handles, output channels) are opaque here.
 
-export type BackendKind = 'jail' | 'bhyve';
+/** Which isolation class serves a template (the registry's word; machines never branch on it). */
+export type BackendKind = string;
 
 /** A failure as machines carry it: `code` is one of the gateway's stable error codes. */
 export interface Failure {

@@ -81,7 +81,8 @@ export function resolveApiKey(config: Config, env = process.env): { key: string;
  */
 async function startupWarm(gateway: Gateway, config: Config, logger: Logger): Promise<void> {
   if (config.bhyvePoolSize <= 0) return;
-  const first = gateway.templates().find((t) => t.backend === 'bhyve');
+  // The seed's "first bhyve template": the first template whose backend keeps its own pool.
+  const first = gateway.templates().find((t) => gateway.capabilities(t.backend).pool === 'external');
   if (!first) {
     logger.warn({ bhyveTemplatesRoot: config.bhyveTemplatesRoot }, '--bhyve-pool-size given but no bhyve template found');
     return;

@@ -5,6 +5,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface PoolGaugeSource {
   template: string;
   backend: string;
+  /** The substrate keeps this pool (bhyve's pool-ctl): the seed's coppice_bhyve_pool_* gauges. */
+  external: boolean;
   available: number;
   inUse: number;
 }
@@ -86,7 +88,7 @@ export function createMetrics(countSandboxes: () => Map<string, number>, pools: 
       registers: [registry],
       collect() {
         this.reset();
-        for (const p of pools()) if (p.backend === 'bhyve') this.set({ template: p.template }, p[field]);
+        for (const p of pools()) if (p.external) this.set({ template: p.template }, p[field]);
       },
     });
   }

@@ -33,10 +33,14 @@ export interface EffectDeps {
 
 /** The seed's backend_for(template): which backend serves a kind of template. */
 export function backendFor(backends: Backends, kind: BackendKind): Backend {
-  const b = kind === 'bhyve' ? backends.bhyve : backends.jail;
+  const b = Object.hasOwn(backends, kind) ? (backends as unknown as Record<string, Backend | undefined>)[kind] : undefined;
   if (!b) throw new CoppiceError('unsupported', `${kind} backend is not enabled on this gateway`);
   return b;
 }
+
+/** Every enabled backend with its kind. */
+export const enabledBackends = (backends: Backends): [BackendKind, Backend][] =>
+  Object.entries(backends).filter((e): e is [string, Backend] => e[1] !== undefined);
 
 export function provideGateway(deps: EffectDeps) {
   const { backends } = deps;

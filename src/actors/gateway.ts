@@ -13,7 +13,8 @@ import { CoppiceError, notFound, tooManyRequests, unsupported } from '../errors.
 import type { Logger } from '../log.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
 import type { ScanRoots } from '../registry/scan.ts';
-import { provideGateway, type Backends, type EffectDeps } from './effects.ts';
+import { enabledBackends, provideGateway, type Backends, type EffectDeps } from './effects.ts';
+import { capabilitiesOf, hasExternalPool, hasSnapshots, type Capabilities, type SnapshotCapable } from '../backends/capabilities.ts';
 import { ProcessChannel, type ChannelOptions } from './process-channel.ts';
 import { ProcessTable, type ProcessEntry, type ProcessKind } from './process-table.ts';
 import { Admission } from './admission.ts';
@@ -104,7 +105,7 @@ export class Gateway {
     this.admission = new Admission(opts.maxConcurrentCreates ?? 32, opts.createQueue ?? 128);
     this.metrics = createMetrics(
       () => this.countByState(),
-      () => this.pools(),
+      () => this.pools().map((p) => ({ ...p, external: this.capabilities(p.backend).pool === 'external' })),
     );
     const machine = provideGateway({
       reaper: this.reaper,
@@ -115,7 +116,12 @@ export class Gateway {
     });
     this.actor = createActor(machine, {
       systemId: 'gateway',
-      input: { shardCount: opts.shardCount, drainDeadlineMs: opts.drainDeadlineMs, jailPool: opts.jailPool ?? null },
+      input: {
+        shardCount: opts.shardCount,
+        drainDeadlineMs: opts.drainDeadlineMs,
+        jailPool: opts.jailPool ?? null,
+        externalPools: enabledBackends(opts.backends).filter(([, b]) => hasExternalPool(b)).map(([k]) => k),
+      },
     });
     this.stopped = new Promise((resolve) => {
       this.actor.subscribe({
@@ -337,8 +343,9 @@ export class Gateway {
    * slot can serve as it is: default limits, no snapshot. null = miss, the caller creates cold.
    */
   private async createFromPool(template: string, backend: string, req: CreateRequest, started: bigint): Promise<SandboxView | null> {
-    // Slots are made without egress: a request for internet access goes cold.
-    if (backend !== 'jail' || req.fromSnapshot || req.internet) return null;
+    // Slots are made without egress: a request for internet access goes cold. A pool the
+    // substrate keeps itself (external) is used inside the backend's create, not here.
+    if (this.capabilities(backend).pool !== 'slots' || req.fromSnapshot || req.internet) return null;
     if (req.limits && (Object.keys(req.limits) as (keyof Limits)[]).some((k) => req.limits![k] !== DEFAULT_LIMITS[k])) return null;
     const pool = poolOf(this.actor.getSnapshot().context as GatewayContext, template);
     if (!pool || pool.getSnapshot().status !== 'active') return null;
@@ -397,10 +404,19 @@ export class Gateway {
   /** Snapshots and forks: no backend implements them yet; the seed's 501 shape for bhyve. */
   // ---- snapshots (files only; the sandbox is frozen during the copy) ----
 
-  private snapshotter(kind: 'jail' | 'bhyve', op: string): Backend & Required<Pick<Backend, 'snapshot'>> {
-    const b = this.opts.backends[kind];
-    if (!b?.snapshot) throw unsupported(op, kind);
-    return b as Backend & Required<Pick<Backend, 'snapshot'>>;
+  private snapshotter(kind: string, op: string): Backend & SnapshotCapable {
+    const b = this.backend(kind);
+    if (!hasSnapshots(b)) throw unsupported(op, kind);
+    return b;
+  }
+
+  private backend(kind: string): Backend | undefined {
+    return enabledBackends(this.opts.backends).find(([k]) => k === kind)?.[1];
+  }
+
+  /** What the backend serving `kind` can do (snapshots, which kind of pool, a default user). */
+  capabilities(kind: string): Capabilities {
+    return capabilitiesOf(this.backend(kind));
   }
 
   async snapshotSandbox(id: string, op = 'snapshot'): Promise<SnapshotRecord> {
@@ -424,12 +440,12 @@ export class Gateway {
       });
     } finally {
       // Used up by the fork on success; removed here if the create failed before it.
-      await this.opts.backends.jail.deleteSnapshot?.(snap.snapshotID).catch(() => {});
+      await this.backend(snap.backend)?.deleteSnapshot?.(snap.snapshotID).catch(() => {});
     }
   }
 
   async listSnapshots(): Promise<SnapshotRecord[]> {
-    const all = await Promise.all(Object.values(this.opts.backends).map((b) => b?.listSnapshots?.() ?? []));
+    const all = await Promise.all(enabledBackends(this.opts.backends).map(([, b]) => b.listSnapshots?.() ?? []));
     return all.flat();
   }
 
@@ -441,7 +457,7 @@ export class Gateway {
 
   async deleteSnapshot(snapshotID: string): Promise<void> {
     const s = await this.findSnapshot(snapshotID);
-    await this.opts.backends[s.backend]?.deleteSnapshot?.(snapshotID);
+    await this.backend(s.backend)?.deleteSnapshot?.(snapshotID);
   }
 
   /** Start a command; its bytes and exit arrive on the returned channel. */

@@ -1,12 +1,15 @@
-// The pool machine's effects, per backend.
-// bhyve: the slots are pool-ctl guests (warm / list --json / drain).
-// jail: the slots are sandbox actors spawned with `pooled: true`, parked frozen in warm.standby.
+// The pool machine's effects, by the backend's capability:
+// an external pool (bhyve's pool-ctl): the substrate keeps the slots (warm / list --json / drain);
+// slot pools (every other backend): the slots are sandbox actors spawned with `pooled: true`,
+// parked frozen in warm.standby.
 import { fromPromise, type AnyActorRef } from 'xstate';
-import { poolMachine, type PoolStats } from '../../machines/pool.ts';
+import { poolMachine, type PoolEffectInput, type PoolStats } from '../../machines/pool.ts';
 import type { SandboxContext } from '../../machines/sandbox.ts';
 import { CoppiceError } from '../errors.ts';
 import { DEFAULT_LIMITS } from '../backends/types.ts';
-import type { Backends } from './effects.ts';
+import { backendFor, type Backends } from './effects.ts';
+import type { Backend } from '../backends/types.ts';
+import { hasExternalPool, type ExternalPoolCapable } from '../backends/capabilities.ts';
 import { newReqId, awaitReply, whenDone } from './request.ts';
 import { randomBytes } from 'node:crypto';
 
@@ -27,7 +30,7 @@ function standby(system: System, slots: string[]): string[] {
 }
 
 /** Spawn one pooled sandbox through the gateway and wait until it is parked. */
-async function spawnSlot(system: System, template: string): Promise<string> {
+async function spawnSlot(system: System, template: string, backend: string): Promise<string> {
   // Effects start while the actor system is mid-transition, when a send is only queued: step
   // out of it first, so the SPAWN below is processed (and the slot spawned) before send returns.
   await new Promise((r) => setImmediate(r));
@@ -40,7 +43,7 @@ async function spawnSlot(system: System, template: string): Promise<string> {
   gateway.send({
     type: 'SPAWN',
     reqId,
-    input: { id, template, backend: 'jail', timeoutMs: 0, limits: DEFAULT_LIMITS, pooled: true },
+    input: { id, template, backend, timeoutMs: 0, limits: DEFAULT_LIMITS, pooled: true },
   });
   const ref = system.get(`sandbox:${id}`);
   if (!ref) {
@@ -52,7 +55,7 @@ async function spawnSlot(system: System, template: string): Promise<string> {
   return id;
 }
 
-async function warmJail(system: System, template: string, count: number, slots: string[]): Promise<PoolStats> {
+async function warmSlots(system: System, template: string, backend: string, count: number, slots: string[]): Promise<PoolStats> {
   const ready = standby(system, slots);
   const made: string[] = [];
   let firstError: unknown = null;
@@ -61,7 +64,7 @@ async function warmJail(system: System, template: string, count: number, slots: 
     while (need > 0) {
       need -= 1;
       try {
-        made.push(await spawnSlot(system, template));
+        made.push(await spawnSlot(system, template, backend));
       } catch (err) {
         firstError ??= err;
       }
@@ -73,7 +76,7 @@ async function warmJail(system: System, template: string, count: number, slots: 
   return { available: all.length, inUse: 0, slots: all };
 }
 
-async function drainJail(system: System, slots: string[]): Promise<void> {
+async function drainSlots(system: System, slots: string[]): Promise<void> {
   await Promise.all(
     standby(system, slots).map(async (id) => {
       const ref = system.get(`sandbox:${id}`);
@@ -85,37 +88,37 @@ async function drainJail(system: System, slots: string[]): Promise<void> {
 }
 
 export function providePool(backends: Backends) {
-  const bhyve = () => {
-    const b = backends.bhyve;
-    if (!b) throw new CoppiceError('unsupported', 'bhyve backend is not enabled on this gateway');
-    return b;
+  /** The backend's own pool, or null when the gateway keeps the slots itself. */
+  const externalOf = (backend: string): (Backend & ExternalPoolCapable) | null => {
+    const b = backendFor(backends, backend);
+    return hasExternalPool(b) ? b : null;
   };
-  const bhyveStats = async (template: string, signal?: AbortSignal): Promise<PoolStats> => {
-    const list = await bhyve().pool(signal);
-    const t = list.templates[template];
+  const externalStats = async (ext: ExternalPoolCapable, template: string, signal?: AbortSignal): Promise<PoolStats> => {
+    const t = (await ext.pool(signal)).templates[template];
     return { available: t?.available ?? 0, inUse: t?.in_use ?? 0 };
   };
-  const kindOf = (system: System, template: string) =>
-    ((system.get(`pool:${template}`)?.getSnapshot() as { context?: { backend?: string } } | undefined)?.context?.backend ?? 'bhyve');
 
   return poolMachine.provide({
     actors: {
-      warm: fromPromise<PoolStats, { template: string; count: number; slots: string[] }>(async ({ input, system, signal }) => {
-        if (kindOf(system, input.template) === 'jail') return warmJail(system, input.template, input.count, input.slots);
+      warm: fromPromise<PoolStats, PoolEffectInput & { count: number }>(async ({ input, system, signal }) => {
+        const ext = externalOf(input.backend);
+        if (!ext) return warmSlots(system, input.template, input.backend, input.count, input.slots);
         const pool = system.get(`pool:${input.template}`);
-        await bhyve().warm(input.template, input.count, (line) => pool?.send({ type: 'PROGRESS', line }), signal);
-        return bhyveStats(input.template, signal);
+        await ext.warm(input.template, input.count, (line) => pool?.send({ type: 'PROGRESS', line }), signal);
+        return externalStats(ext, input.template, signal);
       }),
-      stats: fromPromise<PoolStats, { template: string; slots: string[] }>(async ({ input, system, signal }) => {
-        if (kindOf(system, input.template) === 'jail') {
+      stats: fromPromise<PoolStats, PoolEffectInput>(async ({ input, system, signal }) => {
+        const ext = externalOf(input.backend);
+        if (!ext) {
           const slots = standby(system, input.slots);
           return { available: slots.length, inUse: 0, slots };
         }
-        return bhyveStats(input.template, signal);
+        return externalStats(ext, input.template, signal);
       }),
-      drain: fromPromise<void, { template: string; slots: string[] }>(async ({ input, system, signal }) => {
-        if (kindOf(system, input.template) === 'jail') return drainJail(system, input.slots);
-        await bhyve().drain(input.template, signal);
+      drain: fromPromise<void, PoolEffectInput>(async ({ input, system, signal }) => {
+        const ext = externalOf(input.backend);
+        if (!ext) return drainSlots(system, input.slots);
+        await ext.drain(input.template, signal);
       }),
     },
   });

@@ -8,7 +8,7 @@ import type { AnyActorRef } from 'xstate';
 import type { SandboxInput } from '../../machines/sandbox.ts';
 import type { Backend, LiveSandbox, SandboxHandle } from '../backends/types.ts';
 import type { Logger } from '../log.ts';
-import type { Backends } from './effects.ts';
+import { backendFor, enabledBackends, type Backends } from './effects.ts';
 import type { SandboxStore } from './store.ts';
 
 export interface ReconcileReport {
@@ -23,9 +23,7 @@ export async function reconcile(store: SandboxStore, backends: Backends, gateway
   for (const b of broken) log.warn({ file: b }, 'reconcile: unreadable sandbox record removed');
   const byId = new Map(records.map((r) => [r.id, r]));
 
-  for (const kind of ['jail', 'bhyve'] as const) {
-    const backend: Backend | undefined = backends[kind];
-    if (!backend) continue;
+  for (const [kind, backend] of enabledBackends(backends)) {
     let live: LiveSandbox[];
     try {
       live = await backend.listLive();
@@ -66,7 +64,7 @@ export async function reconcile(store: SandboxStore, backends: Backends, gateway
   }
   // Records whose sandbox no backend has any more.
   for (const rec of byId.values()) {
-    if (!backends[rec.backend]) continue; // that backend is not enabled now: keep the record
+    if (!enabledBackends(backends).some(([k]) => k === rec.backend)) continue; // not enabled now: keep the record
     store.remove(rec.id);
     report.orphanRecords.push(rec.id);
     log.warn({ sandbox: rec.id, backend: rec.backend }, 'reconcile: record without a sandbox dropped');

@@ -9,7 +9,7 @@ import type { Limits } from '../../machines/types.ts';
 export interface SandboxRecord {
   id: string;
   template: string;
-  backend: 'jail' | 'bhyve';
+  backend: string;
   ip: string;
   limits: Limits;
   metadata: Record<string, string>;

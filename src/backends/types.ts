@@ -1,7 +1,8 @@
 // The one Backend interface behind which both isolation classes live (DESIGN.md "Backends").
 import type { Readable, Writable } from 'node:stream';
 
-export type BackendKind = 'jail' | 'bhyve';
+/** An isolation class's name (jail, bhyve, ...): an open set, one per folder under src/backends. */
+export type BackendKind = string;
 
 export interface Template {
   /** Registry name, e.g. `base` or `python-bhyve`. */

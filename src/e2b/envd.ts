@@ -73,7 +73,7 @@ export function createEnvd(gw: Gateway, opts: EnvdOptions): Envd {
   // Sandboxes whose backend has no default user of its own (bhyve): E2B's "user" if present.
   const defaultUsers = new Map<string, Promise<string | undefined>>();
   const defaultUser = (sandboxId: string, backend: string): Promise<string | undefined> => {
-    if (backend !== 'bhyve') return Promise.resolve(undefined); // jail: the backend picks "user" itself
+    if (gw.capabilities(backend).defaultUser) return Promise.resolve(undefined); // the backend picks it itself
     let p = defaultUsers.get(sandboxId);
     if (!p) {
       p = (async () => {

@@ -96,9 +96,9 @@ function fakeGateway(opts: FakeOptions = {}) {
       startup: fromPromise<void>(() => opts.startup ?? Promise.resolve()),
       pool: poolMachine.provide({
         actors: {
-          warm: fromPromise<PoolStats, { template: string; count: number; slots: string[] }>(async () => ({ available: 0, inUse: 0 })),
-          stats: fromPromise<PoolStats, { template: string; slots: string[] }>(async () => ({ available: 0, inUse: 0 })),
-          drain: fromPromise<void, { template: string; slots: string[] }>(({ input }) => {
+          warm: fromPromise<PoolStats, { template: string; backend: string; count: number; slots: string[] }>(async () => ({ available: 0, inUse: 0 })),
+          stats: fromPromise<PoolStats, { template: string; backend: string; slots: string[] }>(async () => ({ available: 0, inUse: 0 })),
+          drain: fromPromise<void, { template: string; backend: string; slots: string[] }>(({ input }) => {
             poolDrains.push(input.template);
             return opts.hangPoolDrain ? new Promise<void>(() => {}) : Promise.resolve();
           }),
@@ -122,7 +122,7 @@ interface Running {
 
 function start(t: TestContext, machine: ReturnType<typeof fakeGateway>['machine'], opts: { shardCount?: number; drainDeadlineMs?: number; clock?: SimulatedClock } = {}): Running {
   const actor = createActor(machine, {
-    input: { shardCount: opts.shardCount ?? 4, drainDeadlineMs: opts.drainDeadlineMs ?? 1_000 },
+    input: { shardCount: opts.shardCount ?? 4, drainDeadlineMs: opts.drainDeadlineMs ?? 1_000, externalPools: ['bhyve'] },
     ...(opts.clock ? { clock: opts.clock } : {}),
   });
   const replies: Reply[] = [];
