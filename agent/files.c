@@ -1,0 +1,425 @@
+/* File operations, done by the agent itself inside the sandbox's mount namespace and root, with
+ * the calling user's fsuid/fsgid and groups (so permissions and symlinks resolve exactly as they
+ * would for that user's own processes; the kernel drops our fs capabilities while fsuid != 0). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+struct stream {
+	struct stream *next;
+	uint32_t id;
+	int fd;
+	int writing;          /* 1: a write into tmp, renamed over target at FEND */
+	uint32_t win;
+	struct cred cred;
+	char *tmp, *target;
+};
+
+static struct stream *streams;
+
+int cred_enter(const struct cred *c)
+{
+	gid_t g[AGENT_MAX_GROUPS];
+	for (unsigned i = 0; i < c->ngroups; i++)
+		g[i] = c->groups[i];
+	if (setgroups(c->ngroups, g) < 0)
+		return -1;
+	setfsgid(c->gid);
+	setfsuid(c->uid);
+	if ((uint32_t)setfsuid((uid_t)-1) != c->uid || (uint32_t)setfsgid((gid_t)-1) != c->gid) {
+		cred_leave();
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
+void cred_leave(void)
+{
+	setfsuid(0);
+	setfsgid(0);
+	setgroups(0, NULL);
+}
+
+static struct stream *find(uint32_t id)
+{
+	for (struct stream *s = streams; s; s = s->next)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+static void end_stream(struct stream *s, int discard)
+{
+	for (struct stream **pp = &streams; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	if (s->fd >= 0)
+		close(s->fd);
+	if (discard && s->tmp && cred_enter(&s->cred) == 0) {
+		unlink(s->tmp);
+		cred_leave();
+	}
+	free(s->tmp);
+	free(s->target);
+	free(s);
+}
+
+/* ENTRY for path (lstat unless follow); errno-style result. */
+int send_entry(uint32_t id, const char *path, int follow)
+{
+	struct stat st;
+	if ((follow ? stat(path, &st) : lstat(path, &st)) < 0)
+		return -1;
+	char target[PATH_MAX] = "";
+	if (S_ISLNK(st.st_mode)) {
+		ssize_t n = readlink(path, target, sizeof target - 1);
+		target[n > 0 ? n : 0] = 0;
+	}
+	uint8_t f[AG_ENTRY_FIXED] = {0};
+	f[0] = S_ISREG(st.st_mode) ? 'f' : S_ISDIR(st.st_mode) ? 'd' : S_ISLNK(st.st_mode) ? 'l' : 'o';
+	put_u32(f + 4, st.st_mode & 07777);
+	put_u32(f + 8, st.st_uid);
+	put_u32(f + 12, st.st_gid);
+	put_u64(f + 16, (uint64_t)st.st_size);
+	put_u64(f + 24, (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec);
+	size_t pl = strlen(path) + 1, tl = strlen(target) + 1;
+	uint8_t *p = chan_reserve(sizeof f + pl + tl);
+	memcpy(p, f, sizeof f);
+	memcpy(p + sizeof f, path, pl);
+	memcpy(p + sizeof f + pl, target, tl);
+	chan_commit(AG_ENTRY, id, sizeof f + pl + tl);
+	return 0;
+}
+
+static void list_dir(uint32_t id, const char *dir, unsigned depth)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		char path[PATH_MAX];
+		int n = snprintf(path, sizeof path, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
+		if (n < 0 || (size_t)n >= sizeof path)
+			continue;
+		if (send_entry(id, path, 0) < 0)
+			continue;
+		struct stat st;
+		if (depth > 1 && lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			list_dir(id, path, depth - 1);
+	}
+	closedir(d);
+}
+
+static int mkdir_p(const char *path, mode_t mode, int *created)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+	if (n >= sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(buf, path, n + 1);
+	*created = 0;
+	if (buf[0] != '/' || buf[1] == 0)
+		return buf[0] == '/' ? 0 : (errno = EINVAL, -1);
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == 0) {
+			char c = *p;
+			*p = 0;
+			if (mkdir(buf, mode) == 0) {
+				*created = 1;
+			} else {
+				struct stat st;
+				if (errno != EEXIST || stat(buf, &st) < 0)
+					return -1;
+				if (!S_ISDIR(st.st_mode)) {
+					errno = ENOTDIR;
+					return -1;
+				}
+				*created = 0;
+			}
+			*p = c;
+			if (!c)
+				return 0;
+			while (p[1] == '/')
+				p++;
+			if (!p[1])
+				return 0;
+		}
+	}
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? -1 : 0;
+}
+
+/* Where a write really lands: a symlink at the path is followed (as the user would writing to it). */
+static int write_target(const char *path, char *out, size_t cap)
+{
+	char cur[PATH_MAX];
+	snprintf(cur, sizeof cur, "%s", path);
+	for (int hops = 0; hops < 40; hops++) {
+		char link[PATH_MAX];
+		ssize_t n = readlink(cur, link, sizeof link - 1);
+		if (n < 0) {
+			if (errno != EINVAL && errno != ENOENT)
+				return -1;
+			snprintf(out, cap, "%s", cur);
+			return 0;
+		}
+		link[n] = 0;
+		if (link[0] == '/') {
+			snprintf(cur, sizeof cur, "%s", link);
+		} else {
+			char *slash = strrchr(cur, '/');
+			char next[PATH_MAX];
+			int m = snprintf(next, sizeof next, "%.*s/%s", (int)(slash - cur), cur, link);
+			if (m < 0 || (size_t)m >= sizeof next) {
+				errno = ENAMETOOLONG;
+				return -1;
+			}
+			memcpy(cur, next, (size_t)m + 1);
+		}
+	}
+	errno = ELOOP;
+	return -1;
+}
+
+static void start_write(uint32_t id, struct cred *c, uint32_t mode, const char *path)
+{
+	char target[PATH_MAX], tmp[PATH_MAX + 32];
+	if (write_target(path, target, sizeof target) < 0) {
+		chan_error(id, errno, "%s: %s", path, strerror(errno));
+		return;
+	}
+	struct stat st;
+	if (!mode)
+		mode = stat(target, &st) == 0 ? (st.st_mode & 07777) : 0644;
+	if (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) {
+		chan_error(id, EISDIR, "%s: %s", path, strerror(EISDIR));
+		return;
+	}
+	char *slash = strrchr(target, '/');
+	static unsigned seq;
+	snprintf(tmp, sizeof tmp, "%.*s/.%s.coppice-%d-%u", (int)(slash - target), target, slash + 1, getpid(), ++seq);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
+	if (fd < 0) {
+		int e = errno;
+		/* name the user's path, not our temp file */
+		chan_error(id, e, "%s: %s", path, strerror(e));
+		return;
+	}
+	fchmod(fd, mode & 07777); /* exact mode, whatever the umask */
+	struct stream *s = calloc(1, sizeof *s);
+	if (!s || !(s->tmp = strdup(tmp)) || !(s->target = strdup(target))) {
+		unlink(tmp);
+		close(fd);
+		if (s)
+			free(s->tmp), free(s);
+		chan_error(id, ENOMEM, "out of memory");
+		return;
+	}
+	s->id = id;
+	s->fd = fd;
+	s->writing = 1;
+	s->cred = *c;
+	s->next = streams;
+	streams = s;
+	chan_ok(id);
+}
+
+static void write_frame(struct stream *s, uint8_t type, const uint8_t *b, size_t len)
+{
+	if (type == AG_FDATA) {
+		while (len > 0) {
+			ssize_t n = write(s->fd, b, len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				int e = n < 0 ? errno : EIO;
+				chan_error(s->id, e, "%s: %s", s->target, strerror(e));
+				end_stream(s, 1);
+				return;
+			}
+			b += n;
+			len -= (size_t)n;
+		}
+		return;
+	}
+	/* FEND: make it visible atomically */
+	int fd = s->fd;
+	s->fd = -1;
+	if (close(fd) < 0 || cred_enter(&s->cred) < 0) {
+		chan_error(s->id, errno, "%s: %s", s->target, strerror(errno));
+		end_stream(s, 1);
+		return;
+	}
+	int r = rename(s->tmp, s->target), e = errno;
+	if (r == 0)
+		send_entry(s->id, s->target, 0);
+	cred_leave();
+	if (r < 0)
+		chan_error(s->id, e, "%s: %s", s->target, strerror(e));
+	end_stream(s, r < 0);
+}
+
+int files_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
+{
+	struct stream *s = find(id);
+	if (type == AG_FDATA || type == AG_FEND) {
+		if (s && s->writing)
+			write_frame(s, type, b, len);
+		return 1; /* data for a write that already failed: dropped, the error was sent */
+	}
+	if (type == AG_CREDIT && s && !s->writing) {
+		struct rd r;
+		rd_init(&r, b, len);
+		rd_u32(&r);
+		uint32_t n = rd_u32(&r);
+		if (!r.bad && s->win + (uint64_t)n <= 64u * AGENT_WINDOW)
+			s->win += n;
+		return 1;
+	}
+	if (type == AG_CANCEL && s) {
+		end_stream(s, 1);
+		chan_ok(id);
+		return 1;
+	}
+	if (type < AG_FREAD || type > AG_REMOVE)
+		return 0;
+	if (s) {
+		chan_error(id, EEXIST, "stream id %u is in use", id);
+		return 1;
+	}
+	struct rd r;
+	struct cred c;
+	rd_init(&r, b, len);
+	uint32_t arg = 0;
+	if (rd_cred(&r, &c) < 0)
+		goto bad;
+	if (type == AG_FWRITE || type == AG_STAT || type == AG_LIST || type == AG_MKDIR)
+		arg = rd_u32(&r);
+	const char *path = rd_str(&r), *to = type == AG_RENAME ? rd_str(&r) : NULL;
+	if (r.bad || r.off != len || !path[0] || (type == AG_RENAME && !to[0]))
+		goto bad;
+	if (cred_enter(&c) < 0) {
+		chan_error(id, errno, "cannot act as uid %u: %s", c.uid, strerror(errno));
+		return 1;
+	}
+	int ok = 0, created = 0;
+	struct stat st;
+	switch (type) {
+	case AG_FREAD: {
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd >= 0 && (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode))) {
+			close(fd);
+			fd = -1;
+			errno = EISDIR;
+		}
+		struct stream *n = fd >= 0 ? calloc(1, sizeof *n) : NULL;
+		if (n) {
+			n->id = id;
+			n->fd = fd;
+			n->win = AGENT_WINDOW;
+			n->next = streams;
+			streams = n;
+			ok = 2; /* replies come from files_poll */
+		} else if (fd >= 0) {
+			close(fd);
+			errno = ENOMEM;
+		}
+		break;
+	}
+	case AG_FWRITE:
+		start_write(id, &c, arg, path);
+		ok = 2;
+		break;
+	case AG_STAT:
+		ok = send_entry(id, path, arg == 0) == 0 ? 2 : 0;
+		break;
+	case AG_LIST:
+		if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+			errno = ENOTDIR;
+		else if (access(path, R_OK | X_OK) == 0) {
+			list_dir(id, path, arg ? arg : 1);
+			chan_send(AG_FEND, id, NULL, 0, NULL, 0);
+			ok = 2;
+		}
+		break;
+	case AG_MKDIR:
+		ok = mkdir_p(path, arg ? arg & 07777 : 0755, &created) == 0;
+		break;
+	case AG_RENAME:
+		ok = rename(path, to) == 0;
+		break;
+	case AG_REMOVE:
+		if (lstat(path, &st) == 0)
+			ok = (S_ISDIR(st.st_mode) ? nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) : unlink(path)) == 0;
+		break;
+	}
+	int e = errno;
+	cred_leave();
+	if (ok == 1) {
+		uint8_t v[4];
+		put_u32(v, (uint32_t)created);
+		chan_send(AG_OK, id, v, type == AG_MKDIR ? 4 : 0, NULL, 0);
+	} else if (ok == 0) {
+		chan_error(id, e, "%s: %s", path, strerror(e));
+	}
+	return 1;
+bad:
+	chan_error(id, EINVAL, "malformed file request (type 0x%02x)", type);
+	return 1;
+}
+
+/* Regular files never block: reads are pumped every round while there is credit and room. */
+void files_poll(void)
+{
+	for (struct stream *s = streams, *next; s; s = next) {
+		next = s->next;
+		if (s->writing || s->win == 0 || !chan_room())
+			continue;
+		size_t want = s->win < AGENT_CHUNK ? s->win : AGENT_CHUNK;
+		uint8_t *buf = chan_reserve(want);
+		ssize_t n = read(s->fd, buf, want);
+		if (n > 0) {
+			s->win -= (uint32_t)n;
+			chan_commit(AG_FDATA, s->id, (size_t)n);
+			ps_busy();
+		} else if (n == 0) {
+			chan_send(AG_FEND, s->id, NULL, 0, NULL, 0);
+			end_stream(s, 0);
+		} else if (errno != EINTR && errno != EAGAIN) {
+			chan_error(s->id, errno, "read: %s", strerror(errno));
+			end_stream(s, 0);
+		} else {
+			ps_busy();
+		}
+	}
+}
+
+void files_disconnect(void)
+{
+	while (streams)
+		end_stream(streams, 1);
+}
