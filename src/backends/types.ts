@@ -1,6 +1,12 @@
 // The one Backend interface behind which both isolation classes live (DESIGN.md "Backends").
 import type { Readable, Writable } from 'node:stream';
 
+/** What a backend logs with (pino's shape; the gateway passes its logger). */
+export interface BackendLogger {
+  info(o: object, msg?: string): void;
+  warn(o: object, msg?: string): void;
+}
+
 /** An isolation class's name (jail, bhyve, ...): an open set, one per folder under src/backends. */
 export type BackendKind = string;
 

@@ -2,14 +2,12 @@
 // Snapshot/fork are not part of the Backend interface yet; when they are, they answer
 // unsupported(op, 'bhyve') ("… not supported on bhyve backend v1").
 import { backendFailed, CoppiceError, notFound, unsupported } from '../../errors.ts';
+import type { BackendLogger } from '../types.ts';
 import type { Backend, CreateSpec, ExecProcess, ExecSpec, LiveSandbox, SandboxHandle } from '../types.ts';
 import { PoolCtlClient, type PoolCtlOptions, type PoolList } from './pool-ctl.ts';
 import { DEFAULT_POOL_KEY, GuestConnection } from './ssh.ts';
 
-export interface BhyveLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
+export type BhyveLogger = BackendLogger;
 
 export interface BhyveBackendOptions {
   poolCtl: PoolCtlClient | PoolCtlOptions;

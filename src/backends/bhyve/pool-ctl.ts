@@ -1,6 +1,7 @@
 // Client for the external pool-ctl program (notes/pool-ctl-contract.md). The gateway never touches
 // a hypervisor: it runs this program, and every line it reads back is validated with zod, because
 // the program is a shell script on someone else's host and may print anything.
+import { parseCidr as parseIpv4Cidr, tryIpToInt } from '../ipv4.ts';
 import { spawn } from 'node:child_process';
 import { z } from 'zod';
 import { backendFailed, CoppiceError, timeout } from '../../errors.ts';
@@ -51,19 +52,15 @@ export type Checkout = z.infer<typeof CheckoutSchema>;
 export type PoolList = z.infer<typeof ListSchema>;
 
 function parseCidr(cidr: string): { net: number; mask: number } {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(cidr);
-  const bits = m ? Number(m[2]) : NaN;
-  const net = m ? ipToInt(m[1]) : null;
-  if (net === null || !(bits >= 0 && bits <= 32)) throw new Error(`invalid subnet ${JSON.stringify(cidr)}`);
-  const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-  return { net: (net & mask) >>> 0, mask };
+  try {
+    const c = parseIpv4Cidr(cidr);
+    return { net: c.network, mask: c.mask };
+  } catch {
+    throw new Error(`invalid subnet ${JSON.stringify(cidr)}`);
+  }
 }
 
-function ipToInt(ip: string): number | null {
-  const parts = ip.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) return null;
-  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
-}
+const ipToInt = tryIpToInt;
 
 /** The one thing a running program hands back. */
 interface RunResult { stdout: string; stderr: string }

@@ -3,6 +3,7 @@
 // veth as a /32), so it is never handed out; neither are the network and broadcast addresses.
 // Pure and synchronous: allocation cannot interleave, so concurrent creates never share an address.
 import { CoppiceError } from '../../errors.ts';
+import { intToIp, ipToInt, parseCidr as parseIpv4Cidr } from '../ipv4.ts';
 
 export interface ParsedCidr {
   /** Network address as an unsigned 32-bit integer. */
@@ -10,29 +11,12 @@ export interface ParsedCidr {
   prefix: number;
 }
 
-export function ipToInt(ip: string): number {
-  const parts = ip.split('.');
-  if (parts.length !== 4) throw new Error(`not an IPv4 address: ${ip}`);
-  let n = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw new Error(`not an IPv4 address: ${ip}`);
-    n = n * 256 + Number(p);
-  }
-  return n;
-}
-
-export function intToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
+export { intToIp, ipToInt };
 
 export function parseCidr(cidr: string): ParsedCidr {
-  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(cidr.trim());
-  if (!m) throw new Error(`not an IPv4 CIDR: ${cidr}`);
-  const prefix = Number(m[2]);
+  const { network, prefix } = parseIpv4Cidr(cidr);
   // /31 and /32 leave no room for a gateway plus a sandbox.
   if (prefix < 8 || prefix > 30) throw new Error(`CIDR prefix must be 8..30: ${cidr}`);
-  const mask = (0xffffffff << (32 - prefix)) >>> 0;
-  const network = (ipToInt(m[1]) & mask) >>> 0;
   return { network, prefix };
 }
 

@@ -3,6 +3,7 @@
 // through an injected CommandRunner, and test/unit/freebsd-driver.test.ts asserts the exact
 // command plan against a recording runner. This file only sequences; commands live in commands.ts.
 import { setTimeout as sleepMs } from 'node:timers/promises';
+import type { BackendLogger } from '../../types.ts';
 import { CoppiceError, backendFailed, badRequest, conflict, notFound } from '../../../errors.ts';
 import type { Backend, CreateSpec, ExecProcess, ExecSpec, LiveSandbox, SandboxHandle, SnapshotRecord, Template } from '../../types.ts';
 import { AddressPool } from '../address-pool.ts';
@@ -20,10 +21,7 @@ import { reapRetired, teardown } from './teardown.ts';
 
 export type { CommandRunner } from './runner.ts';
 
-export interface Logger {
-  info(o: object, msg?: string): void;
-  warn(o: object, msg?: string): void;
-}
+export type Logger = BackendLogger;
 
 export interface FreebsdJailOptions {
   /** Default: the real execFile/spawn runner. Tests pass a RecordingRunner. */

@@ -37,6 +37,7 @@
 // turns it back off when the table is removed if it was coppice that turned it on (FORWARD_MARK,
 // so this also holds after a crash: the next coppice to remove the table does it).
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { BackendLogger } from '../../types.ts';
 import { intToIp, parseCidr } from '../address-pool.ts';
 import { CommandError, run } from './run.ts';
 
@@ -60,10 +61,7 @@ export interface HostPort {
   port: number;
 }
 
-export interface FirewallLogger {
-  info(o: object, msg?: string): void;
-  warn(o: object, msg?: string): void;
-}
+export type FirewallLogger = BackendLogger;
 
 export interface FirewallOptions {
   /** The backend's sandbox subnet (masqueraded when egress is on). */

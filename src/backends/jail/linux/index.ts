@@ -1,6 +1,7 @@
 // The jail backend's Linux driver: runc + overlayfs + a netns with a routed veth per sandbox
 // (DESIGN.md "Backends"). This file only sequences; each host mechanism lives in its own module.
 import { chmodSync, chownSync, existsSync, symlinkSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import type { BackendLogger } from '../../types.ts';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoppiceError, backendFailed, badRequest, conflict, notFound } from '../../../errors.ts';
@@ -27,10 +28,7 @@ import { TemplateUsers } from './users.ts';
 
 export { findLeftovers } from './leftovers.ts';
 
-export interface Logger {
-  info(o: object, msg?: string): void;
-  warn(o: object, msg?: string): void;
-}
+export type Logger = BackendLogger;
 
 /** Steps of create, in order; named in errors and offered to `hooks.beforeStep`. */
 export type CreateStep = 'address' | 'userns' | 'dir' | 'disk' | 'snapshot' | 'overlay' | 'netns' | 'netns-inside' | 'firewall' | 'config' | 'runc-create' | 'runc-start';
