@@ -1,6 +1,5 @@
 // The actor tree, alive: one root actor (gateway machine + real effects) and the operations the
 // edge calls. Every operation is an event to an actor; nothing here changes a sandbox directly.
-import { randomBytes } from 'node:crypto';
 import { createActor, type Actor, type AnyActorRef } from 'xstate';
 import type { GatewayContext, StopReason } from '../../machines/gateway.ts';
 import type { PoolContext } from '../../machines/pool.ts';
@@ -18,6 +17,7 @@ import { capabilitiesOf, hasExternalPool, hasSnapshots, type Capabilities, type 
 import { ProcessChannel, type ChannelOptions } from './process-channel.ts';
 import { ProcessTable, type ProcessEntry, type ProcessKind } from './process-table.ts';
 import { Admission } from './admission.ts';
+import { freshSandboxId, newSnapshotId, SANDBOX_ID } from './ids.ts';
 import { Reaper } from './reaper.ts';
 import type { SandboxStore } from './store.ts';
 import { awaitReply, newReqId, request, whenDone } from './request.ts';
@@ -66,17 +66,7 @@ export interface CreateRequest {
 type SandboxSnapshot = { value: unknown; status: string; context: SandboxContext; matches(v: unknown): boolean };
 type RootActor = Actor<ReturnType<typeof provideGateway>>;
 
-const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
-export const SANDBOX_ID = /^[a-z0-9]{10}$/;
-
-const newSnapshotId = (): string => `snap-${newSandboxId()}`;
-
-function newSandboxId(): string {
-  const bytes = randomBytes(10);
-  let id = '';
-  for (const b of bytes) id += ID_ALPHABET[b % ID_ALPHABET.length];
-  return id;
-}
+export { SANDBOX_ID };
 
 export function publicState(s: SandboxSnapshot): PublicState {
   if (s.status !== 'active') return s.matches('failed') ? 'failed' : 'killed';
@@ -293,8 +283,7 @@ export class Gateway {
     if (req.fromSnapshot) this.snapshotter(template.backend, 'create from snapshot');
     const hit = await this.createFromPool(template.name, template.backend, req, started);
     if (hit) return hit;
-    let id = newSandboxId();
-    while (this.actor.system.get(`sandbox:${id}`)) id = newSandboxId();
+    const id = freshSandboxId((x) => this.actor.system.get(`sandbox:${x}`) !== undefined);
     const reqId = newReqId();
     const deadline = 120_000;
     const refusal = awaitReply(this.actor, reqId, deadline, 'create');

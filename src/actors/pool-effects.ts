@@ -11,7 +11,7 @@ import { backendFor, type Backends } from './effects.ts';
 import type { Backend } from '../backends/types.ts';
 import { hasExternalPool, type ExternalPoolCapable } from '../backends/capabilities.ts';
 import { newReqId, awaitReply, whenDone } from './request.ts';
-import { randomBytes } from 'node:crypto';
+import { freshSandboxId } from './ids.ts';
 
 type System = { get(id: string): AnyActorRef | undefined };
 type Snap = { status: string; context: SandboxContext; matches(v: unknown): boolean };
@@ -19,8 +19,6 @@ type Snap = { status: string; context: SandboxContext; matches(v: unknown): bool
 /** How many pool slots are created at once (each is a full runc create). */
 const WARM_CONCURRENCY = 4;
 
-const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
-const slotId = () => Array.from(randomBytes(10), (b) => ALPHABET[b % ALPHABET.length]).join('');
 
 function standby(system: System, slots: string[]): string[] {
   return slots.filter((id) => {
@@ -36,8 +34,7 @@ async function spawnSlot(system: System, template: string, backend: string): Pro
   await new Promise((r) => setImmediate(r));
   const gateway = system.get('gateway');
   if (!gateway) throw new CoppiceError('internal', 'gateway actor not found');
-  let id = slotId();
-  while (system.get(`sandbox:${id}`)) id = slotId();
+  const id = freshSandboxId((x) => system.get(`sandbox:${x}`) !== undefined);
   const reqId = newReqId();
   const refusal = awaitReply(gateway, reqId, 120_000, 'pool slot');
   gateway.send({
