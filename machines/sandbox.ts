@@ -85,15 +85,17 @@ export type SandboxEvent =
 
 const fail = (code: string, message: string): Failure => ({ code, message });
 /** While an async step runs, other requests that need the sandbox steady get 409; the end ones are remembered. */
-const BUSY = {
+const BUSY_FREEZER = {
   PAUSE: { actions: 'rejectBusy' },
   RESUME: { actions: 'rejectBusy' },
   CONNECT: { actions: 'rejectBusy' },
-  SNAPSHOT: { actions: 'rejectBusy' },
   DESTROY: { actions: 'doom' },
   DRAIN: { actions: 'doom' },
   EXPIRE: { guard: 'expired', actions: 'doom' },
 } as const;
+/** ...and while a snapshot or exec start runs, a second snapshot is busy too (while pausing or
+ * resuming, BUSY_FREEZER above, a snapshot is in the wrong state instead: see `live`). */
+const BUSY = { ...BUSY_FREEZER, SNAPSHOT: { actions: 'rejectBusy' } } as const;
 
 export const sandboxMachine = setup({
   types: {
@@ -153,6 +155,12 @@ export const sandboxMachine = setup({
       value: (event as { output?: unknown }).output,
     }) as const),
     recordError: assign({ error: ({ event }) => asFailure((event as { error?: unknown }).error) }),
+    /** The step a request was waiting for failed: remember why, answer it, forget it. */
+    failRequest: enqueueActions(({ enqueue }) => {
+      enqueue('recordError');
+      enqueue('replyError');
+      enqueue('clearPending');
+    }),
     takePending: assign({ pending: ({ event }) => ('reqId' in event ? event.reqId : null) }),
     clearPending: assign({ pending: null }),
     doom: assign({ doomed: true }),
@@ -282,7 +290,7 @@ export const sandboxMachine = setup({
             ],
             onError: {
               target: '#sandbox.failed',
-              actions: assign({ error: ({ event }) => asFailure(event.error) }),
+              actions: 'recordError',
             },
           },
         },
@@ -297,7 +305,7 @@ export const sandboxMachine = setup({
             ],
             onError: {
               target: '#sandbox.draining',
-              actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'],
+              actions: 'failRequest',
             },
           },
         },
@@ -335,7 +343,7 @@ export const sandboxMachine = setup({
         ],
         onError: {
           target: 'draining',
-          actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'],
+          actions: 'failRequest',
         },
       },
     },
@@ -378,7 +386,7 @@ export const sandboxMachine = setup({
               },
             },
             pausing: {
-              on: { PAUSE: { actions: 'rejectBusy' }, RESUME: { actions: 'rejectBusy' }, CONNECT: { actions: 'rejectBusy' }, DESTROY: { actions: 'doom' }, DRAIN: { actions: 'doom' }, EXPIRE: { guard: 'expired', actions: 'doom' } },
+              on: BUSY_FREEZER,
               invoke: {
                 src: 'pause',
                 input: ({ context }) => ({ handle: context.handle }),
@@ -388,8 +396,8 @@ export const sandboxMachine = setup({
                 ],
                 onError: [
                   // A DESTROY/DRAIN/EXPIRE that arrived meanwhile still wins.
-                  { guard: 'doomed', target: '#sandbox.draining', actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'] },
-                  { target: 'exec', actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'] },
+                  { guard: 'doomed', target: '#sandbox.draining', actions: 'failRequest' },
+                  { target: 'exec', actions: 'failRequest' },
                 ],
               },
             },
@@ -433,7 +441,7 @@ export const sandboxMachine = setup({
               },
             },
             resuming: {
-              on: { PAUSE: { actions: 'rejectBusy' }, RESUME: { actions: 'rejectBusy' }, CONNECT: { actions: 'rejectBusy' }, DESTROY: { actions: 'doom' }, DRAIN: { actions: 'doom' }, EXPIRE: { guard: 'expired', actions: 'doom' } },
+              on: BUSY_FREEZER,
               invoke: {
                 src: 'resume',
                 input: ({ context }) => ({ handle: context.handle }),
@@ -443,8 +451,8 @@ export const sandboxMachine = setup({
                   { target: 'exec', actions: [emit(({ context }) => ({ type: 'reply', reqId: context.pending ?? '', ok: true, value: { resumed: true } }) as const), 'clearPending'] },
                 ],
                 onError: [
-                  { guard: 'doomed', target: '#sandbox.draining', actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'] },
-                  { target: 'paused', actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError', 'clearPending'] },
+                  { guard: 'doomed', target: '#sandbox.draining', actions: 'failRequest' },
+                  { target: 'paused', actions: 'failRequest' },
                 ],
               },
             },
@@ -471,7 +479,7 @@ export const sandboxMachine = setup({
         onDone: { target: 'gone', actions: [assign({ endAt: () => Date.now() })] },
         onError: {
           target: 'failed',
-          actions: assign({ error: ({ event }) => asFailure(event.error) }),
+          actions: 'recordError',
         },
       },
     },
