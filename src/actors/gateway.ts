@@ -5,7 +5,7 @@ import type { GatewayContext, StopReason } from '../../machines/gateway.ts';
 import type { PoolContext } from '../../machines/pool.ts';
 import type { ProcessOutput, RunnerCommand } from '../../machines/process.ts';
 import type { RegistryContext, ScanResult, TemplateEntry } from '../../machines/registry.ts';
-import { describe, type SandboxContext } from '../../machines/sandbox.ts';
+import { describe } from '../../machines/sandbox.ts';
 import type { ExecRequest, Limits, ProcessExit } from '../../machines/types.ts';
 import { DEFAULT_LIMITS, type Backend, type SnapshotRecord } from '../backends/types.ts';
 import { CoppiceError, notFound, tooManyRequests, unsupported } from '../errors.ts';
@@ -17,6 +17,8 @@ import { capabilitiesOf, hasExternalPool, hasSnapshots, type Capabilities, type 
 import { ProcessChannel, type ChannelOptions } from './process-channel.ts';
 import { ProcessTable, type ProcessEntry, type ProcessKind } from './process-table.ts';
 import { Admission } from './admission.ts';
+import { isPoolSlot, poolOf, poolView, publicState, toView, type SandboxSnapshot } from './views.ts';
+export { publicState };
 import { freshSandboxId, newSnapshotId, SANDBOX_ID } from './ids.ts';
 import { Reaper } from './reaper.ts';
 import type { SandboxStore } from './store.ts';
@@ -63,18 +65,10 @@ export interface CreateRequest {
 
 
 
-type SandboxSnapshot = { value: unknown; status: string; context: SandboxContext; matches(v: unknown): boolean };
 type RootActor = Actor<ReturnType<typeof provideGateway>>;
 
 export { SANDBOX_ID };
 
-export function publicState(s: SandboxSnapshot): PublicState {
-  if (s.status !== 'active') return s.matches('failed') ? 'failed' : 'killed';
-  if (s.matches('warm') || s.matches('checkout') || s.matches('boot')) return 'starting';
-  if (s.matches('draining')) return 'stopping';
-  if (s.matches({ live: { activity: 'paused' } }) || s.matches({ live: { activity: 'resuming' } })) return 'paused';
-  return 'running';
-}
 
 export class Gateway {
   readonly actor: RootActor;
@@ -557,46 +551,4 @@ export class Gateway {
   }
 }
 
-/** Own keys only: a template named "constructor" must not find Object.prototype's. */
-const poolOf = (c: GatewayContext, template: string): AnyActorRef | undefined =>
-  Object.hasOwn(c.pools, template) ? c.pools[template] : undefined;
 
-/** A pool slot nobody has taken yet is the pool's, not a caller's sandbox. */
-const isPoolSlot = (s: SandboxSnapshot) => s.context.pooled && s.matches('warm');
-
-function poolView(ref: AnyActorRef): PoolView {
-  const s = ref.getSnapshot();
-  const c = s.context as PoolContext;
-  const value = s.value as { active?: { supply?: string } } | string;
-  return {
-    template: c.template,
-    backend: c.backend,
-    state: typeof value === 'string' ? value : (value.active?.supply ?? 'unknown'),
-    available: c.available,
-    inUse: c.inUse,
-    warming: c.target,
-    progress: c.progress,
-    refreshedAt: c.refreshedAt ? new Date(c.refreshedAt).toISOString() : null,
-    error: c.error?.message ?? null,
-  };
-}
-
-function toView(s: SandboxSnapshot): SandboxView {
-  const c = s.context;
-  return {
-    sandboxID: c.id,
-    templateID: c.template,
-    backend: c.backend,
-    state: publicState(s),
-    lifecycle: describe(s.value),
-    ip: c.ip,
-    startedAt: new Date(c.startedAt ?? c.createdAt).toISOString(),
-    endAt: new Date(c.endAt).toISOString(),
-    metadata: c.metadata,
-    limits: c.limits,
-    cpuCount: c.limits.cpus,
-    memoryMB: c.limits.memoryMiB,
-    processes: c.procs.length,
-    allowInternetAccess: c.internet,
-  };
-}
