@@ -37,6 +37,8 @@ export interface Limits {
   memoryMiB: number;
   cpus: number;
   pids: number;
+  /** Disk quota (MiB); absent = the backend's default. */
+  diskMiB?: number;
 }
 
 export interface ExecRequest {

@@ -127,6 +127,7 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
     jailPool: { size: config.jailPoolSize, templates: config.jailPoolTemplates ? config.jailPoolTemplates.split(',') : null },
     store,
     maxSandboxes: config.maxSandboxes,
+    ceilings: { memoryMiB: config.maxMemoryMib, cpus: config.maxCpus, pids: config.maxPids, timeoutS: config.maxTimeout },
     maxConcurrentCreates: config.maxConcurrentCreates,
     createQueue: config.createQueue,
     startup: async () => {

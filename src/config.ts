@@ -50,6 +50,12 @@ export const configSchema = z
     jailUidBase: count.pipe(z.number().int().min(65_536).max(4_294_967_294 - 65_536)).default('1000000000'),
     /** off: no user namespace / seccomp (for benchmarks comparing the cost only). */
     jailHardening: z.enum(['on', 'off']).default('on'),
+    /** Operator ceilings on what one create may ask for (400 naming the field beyond). */
+    maxMemoryMib: count.pipe(z.number().int().min(16).max(16 * 1024 * 1024)).default('8192'),
+    maxCpus: count.pipe(z.number().int().min(1).max(1024)).default('4'),
+    maxPids: count.pipe(z.number().int().min(8).max(4_194_304)).default('4096'),
+    /** Seconds. */
+    maxTimeout: count.pipe(z.number().int().min(1).max(30 * 24 * 3600)).default('86400'),
     maxSandboxes: count.pipe(z.number().int().min(1).max(1_000_000)).default('500'),
     maxConcurrentCreates: count.pipe(z.number().int().min(1).max(10_000)).default('32'),
     createQueue: count.pipe(z.number().int().min(0).max(100_000)).default('128'),
@@ -76,6 +82,10 @@ const FLAGS = {
   'ssh-key': 'sshKey',
   'drain-timeout': 'drainTimeout',
   'max-sandboxes': 'maxSandboxes',
+  'max-memory-mib': 'maxMemoryMib',
+  'max-cpus': 'maxCpus',
+  'max-pids': 'maxPids',
+  'max-timeout': 'maxTimeout',
   'disk-mib': 'diskMib',
   'max-disk-mib': 'maxDiskMib',
   'jail-uid-base': 'jailUidBase',

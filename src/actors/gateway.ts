@@ -8,7 +8,7 @@ import type { RegistryContext, ScanResult, TemplateEntry } from '../../machines/
 import { describe } from '../../machines/sandbox.ts';
 import type { ExecRequest, Limits, ProcessExit } from '../../machines/types.ts';
 import { DEFAULT_LIMITS, type Backend, type SnapshotRecord } from '../backends/types.ts';
-import { CoppiceError, notFound, tooManyRequests, unsupported } from '../errors.ts';
+import { badRequest, CoppiceError, notFound, tooManyRequests, unsupported } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
 import type { ScanRoots } from '../registry/scan.ts';
@@ -29,6 +29,13 @@ export type Lifecycle = 'starting' | 'serving' | 'draining' | 'stopped';
 import type { ExecResultView as ExecResult, PoolStatsView, PoolView, PublicState, SandboxView } from '../protocol/views.ts';
 export type { ExecResult, PoolStatsView, PoolView, PublicState, SandboxView };
 
+export interface Ceilings {
+  memoryMiB: number;
+  cpus: number;
+  pids: number;
+  timeoutS: number;
+}
+
 export interface GatewayOptions {
   backends: Backends;
   roots: ScanRoots;
@@ -45,6 +52,8 @@ export interface GatewayOptions {
   /** Warm pools of frozen jail sandboxes (size per template; templates null = every jail template). */
   jailPool?: { size: number; templates: string[] | null };
   defaultTimeoutMs?: number;
+  /** Operator ceilings on one create (400 naming the field beyond). */
+  ceilings?: Ceilings;
   /** Cap on bytes kept per buffered exec (stdout + stderr). */
   execCaptureLimit?: number;
   startup?: EffectDeps['startup'];
@@ -252,6 +261,7 @@ export class Gateway {
   /** Admission first (live cap, bounded concurrency and queue: 429 + Retry-After beyond). */
   async create(req: CreateRequest): Promise<SandboxView> {
     this.assertServing();
+    this.checkCeilings(req);
     const max = this.opts.maxSandboxes ?? Infinity;
     if (max !== Infinity && this.liveCount() >= max) throw tooManyRequests(`sandbox limit reached (${max} live)`, 5);
     return this.admission.run(() => this.createNow(req));
@@ -267,6 +277,19 @@ export class Gateway {
     for (const shard of c.shards) n += shard.getSnapshot().context.live;
     for (const pool of Object.values(c.pools)) n -= (pool.getSnapshot().context as PoolContext).slots.length;
     return Math.max(0, n);
+  }
+
+  /** A create asking for more than the operator allows is refused before anything is made. */
+  private checkCeilings(req: CreateRequest): void {
+    const c = this.opts.ceilings;
+    if (!c) return;
+    const over = (field: string, value: number | undefined, max: number, unit: string) => {
+      if (value !== undefined && value > max) throw badRequest(field, `${value} is above this gateway's ceiling of ${max}${unit}`);
+    };
+    over('limits.memoryMiB', req.limits?.memoryMiB, c.memoryMiB, ' MiB');
+    over('limits.cpus', req.limits?.cpus, c.cpus, ' cpus');
+    over('limits.pids', req.limits?.pids, c.pids, ' pids');
+    over('timeout', req.timeoutMs === undefined ? undefined : Math.ceil(req.timeoutMs / 1000), c.timeoutS, ' s');
   }
 
   private async createNow(req: CreateRequest): Promise<SandboxView> {

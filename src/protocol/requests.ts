@@ -21,6 +21,7 @@ export const limitsSchema = z
     memoryMiB: z.number().int().min(16).max(1024 * 1024),
     cpus: z.number().min(0.05).max(256),
     pids: z.number().int().min(8).max(1_000_000),
+    diskMiB: z.number().int().min(16).max(16 * 1024 * 1024),
   })
   .partial()
   .strict();
