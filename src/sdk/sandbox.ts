@@ -1,7 +1,7 @@
 // A Sandbox: create, list, buffered exec (REST), streaming exec (WebSocket), attach, processes,
 // pause/resume, snapshot/fork, timeout, kill. Gateway URL and key come from the options or
 // COPPICE_URL / COPPICE_API_KEY.
-import type { ProcessView } from '../protocol/views.ts';
+import type { ExecResultView, ProcessView } from '../protocol/views.ts';
 import type { AttachMessage, StartMessage } from '../protocol/exec-ws.ts';
 import { ExecStream, type StreamCallbacks } from './exec-stream.ts';
 import { call, resolveConn, type ClientOptions, type Conn } from './http.ts';
@@ -54,16 +54,7 @@ export interface ExecOptions {
   timeoutMs?: number;
 }
 
-export interface ExecResult {
-  processID: string;
-  exitCode: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-  truncated: boolean;
-  reason?: string;
-  durationMs: number;
-}
+export type ExecResult = ExecResultView;
 
 export interface ExecStreamOptions extends ExecOptions, StreamCallbacks {
   /** Keep stdin open for `write()`/`closeStdin()` (default false). */
