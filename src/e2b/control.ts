@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { Gateway, SandboxView } from '../actors/gateway.ts';
 import { badRequest, notFound } from '../errors.ts';
 import type { Reply, Router } from '../http/router.ts';
-import { connectBody, createSandboxBody, parse } from '../protocol/requests.ts';
+import { CONTROL_BODY_LIMIT, connectBody, createSandboxBody, parse } from '../protocol/requests.ts';
 import { CLIENT_ID, ENVD_VERSION } from './constants.ts';
 import type { EnvdTokens } from './tokens.ts';
 
@@ -154,7 +154,7 @@ export function listSandboxes(views: SandboxView[], query: URLSearchParams): { i
 export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens): void {
   router
     .on('POST', '/v2/sandboxes', async (ctx) => {
-      const raw = await ctx.body();
+      const raw = await ctx.body(CONTROL_BODY_LIMIT);
       const b = parse(createSandboxBody, raw);
       refuseUnsupported(raw);
       if (!b.templateID) throw badRequest('templateID', 'is required');
@@ -177,7 +177,7 @@ export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens): 
     .on('POST', '/v2/sandboxes/:id/connect', async (ctx) => {
       const id = ctx.params.id!;
       gw.view(id); // 404 before the body is looked at
-      const b = parse(connectBody, await ctx.body());
+      const b = parse(connectBody, await ctx.body(CONTROL_BODY_LIMIT));
       const resumed = await gw.connect(id, (b.timeout ?? 300) * 1000);
       return { status: resumed ? 201 : 200, body: e2bSandbox(gw.view(id), tokens) };
     })
@@ -185,7 +185,7 @@ export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens): 
       const id = ctx.params.id!;
       const view = gw.view(id);
       if (view.state !== 'running') throw notFound(`running sandbox "${id}"`);
-      const b = parse(refreshBody, await ctx.body());
+      const b = parse(refreshBody, await ctx.body(CONTROL_BODY_LIMIT));
       // Keep alive for at least `duration` more seconds; never shortens (setTimeout may).
       const wantMs = (b.duration ?? DEFAULT_REFRESH_S) * 1000;
       const leftMs = Date.parse(view.endAt) - Date.now();

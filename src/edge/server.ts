@@ -93,7 +93,7 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
         throw new CoppiceError('unauthorized', 'missing or invalid API key (Authorization: Bearer <key> or X-API-KEY)');
       }
       if (!m.route.open && req.method !== 'GET') gw.assertServing();
-      const ctx: Ctx = { req, res, params: m.params, query: url.searchParams, body: () => readJson(req, bodyLimit) };
+      const ctx: Ctx = { req, res, params: m.params, query: url.searchParams, body: (limit) => readJson(req, Math.min(limit ?? bodyLimit, bodyLimit)) };
       return m.route.handler(ctx);
     }
   });

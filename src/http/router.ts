@@ -8,8 +8,11 @@ export interface Ctx {
   res: ServerResponse;
   params: Record<string, string>;
   query: URLSearchParams;
-  /** Parsed JSON body (undefined when there is none). */
-  body(): Promise<unknown>;
+  /**
+   * Parsed JSON body (undefined when there is none). `limit` lowers the gateway's body limit for
+   * routes whose schema bounds their body far below it (413 before anything is parsed).
+   */
+  body(limit?: number): Promise<unknown>;
 }
 
 export type Reply = { status: number; body?: unknown; headers?: Record<string, string> } | 'handled';

@@ -10,6 +10,12 @@ const metadata = z
   .record(z.string().min(1).max(128), z.string().max(1024))
   .refine((m) => Object.keys(m).length <= 64, 'at most 64 entries');
 
+/**
+ * The largest body a control request (create, connect, fork, timeout) may have: its schema bounds
+ * what it can usefully carry, so a bigger one is refused (413) before it is read and parsed.
+ */
+export const CONTROL_BODY_LIMIT = 1024 * 1024;
+
 export const templateId = z
   .string({ required_error: 'is required' })
   .min(1)

@@ -15,6 +15,8 @@ export interface TemplateView {
   path: string;
   /** The isolation class that serves it (see GET /templates). */
   backend: string;
+  /** What that backend can do: file snapshots (and forks), and who keeps its warm pool. */
+  capabilities?: { snapshots: boolean; pool: 'external' | 'slots' };
 }
 
 export interface ReloadView {

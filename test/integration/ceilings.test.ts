@@ -1,5 +1,6 @@
 // Operator ceilings on one create (--max-memory-mib, --max-cpus, --max-pids, --max-timeout): a
 // create asking for more is 400 naming the field, before anything is made; at the ceiling it works.
+// Control bodies (create, connect, fork, timeout) are bounded far below --body-limit.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
@@ -34,6 +35,30 @@ describe('limit ceilings', () => {
   test('the E2B create form is held to the same ceilings', async () => {
     const r = await gw.api('POST', '/v2/sandboxes', { templateID: 'busybox', timeout: 601 });
     assert.equal(r.status, 400, JSON.stringify(r.body));
+  });
+
+  test('a 19 MB create body (1.5 M metadata keys) is 413 before it is parsed; /health answers meanwhile', async () => {
+    const keys: string[] = [];
+    for (let i = 0; i < 1_500_000; i++) keys.push(`"k${i}":"v"`);
+    const body = `{"templateID":"busybox","metadata":{${keys.join(',')}}}`;
+    assert.ok(body.length > 19_000_000);
+    const [create, health] = await Promise.all([
+      gw.api('POST', '/sandboxes', body),
+      new Promise((r) => setTimeout(r, 5)).then(() => fetch(`${gw.url}/health`)),
+    ]);
+    assert.equal(create.status, 413, JSON.stringify(create.body));
+    assert.equal(health.status, 200);
+    const e2b = await gw.api('POST', '/v2/sandboxes', body);
+    assert.equal(e2b.status, 413);
+  });
+
+  test('the control-body limit is per route: an exec body of 2 MiB (stdin) is still accepted', async () => {
+    const r = await gw.api('POST', '/sandboxes', { templateID: 'busybox' });
+    assert.equal(r.status, 201);
+    created.push(r.body.sandboxID);
+    const x = await gw.api('POST', `/sandboxes/${r.body.sandboxID}/exec`, { cmd: 'wc -c', stdin: 'y'.repeat(2 * 1024 * 1024) });
+    assert.equal(x.status, 200, JSON.stringify(x.body).slice(0, 200));
+    assert.equal(x.body.stdout.trim(), String(2 * 1024 * 1024));
   });
 
   test('at the ceilings a create succeeds with those limits', async () => {

@@ -472,7 +472,8 @@ function renderSandboxes(list) {
   const tbody = $('sandboxes').tBodies[0];
   tbody.replaceChildren(
     ...list.map((s) => {
-      const jail = s.backend === 'jail';
+      // What the template's backend can do decides the buttons (GET /templates capabilities).
+      const snaps = state.templates.find((t) => t.name === s.templateID)?.capabilities?.snapshots ?? true;
       const act = (label, fn, enabled = true, title) =>
         el('button', { type: 'button', class: 'quiet', text: label, disabled: !enabled, title, dataset: { action: label }, onclick: fn });
       return el(
@@ -491,9 +492,8 @@ function renderSandboxes(list) {
           act('run', () => chooseConsole(s.sandboxID), s.state === 'running'),
           act('pause', () => sandboxAction(s.sandboxID, 'pause'), s.state === 'running'),
           act('resume', () => sandboxAction(s.sandboxID, 'resume'), s.state === 'paused'),
-          // What the backend can do decides the buttons: bhyve v1 has no snapshot/fork.
-          act('snapshot', () => sandboxAction(s.sandboxID, 'snapshot'), jail, jail ? '' : 'not supported on bhyve backend v1'),
-          act('fork', () => sandboxAction(s.sandboxID, 'fork'), jail, jail ? '' : 'not supported on bhyve backend v1'),
+          act('snapshot', () => sandboxAction(s.sandboxID, 'snapshot'), snaps, snaps ? '' : `not supported on ${s.backend} backend v1`),
+          act('fork', () => sandboxAction(s.sandboxID, 'fork'), snaps, snaps ? '' : `not supported on ${s.backend} backend v1`),
           act('inspect', () => applyFilter(s.sandboxID)),
           act('delete', () => deleteSandbox(s.sandboxID)),
         ),
