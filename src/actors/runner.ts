@@ -15,11 +15,17 @@ export function createRunner(backendOf: (handle: SandboxHandle) => Backend) {
       const { request } = input;
       let reason: string | undefined;
       let done = false;
+      /** Stopped by the gateway (sandbox destroyed or drained): it dies of our SIGKILL, whatever exit races in. */
+      let stopped = false;
 
       const finish = (exit: ProcessExit) => {
         if (done) return;
         done = true;
-        const final = reason && !exit.reason ? { ...exit, reason } : exit;
+        // The teardown's kill of the container can reach the command before ours does; runc then
+        // reports 137 instead of a signal. Either way the gateway ended it: say so, the same way.
+        const final: ProcessExit = stopped
+          ? { exitCode: null, signal: 'SIGKILL', reason: reason ?? 'killed' }
+          : reason && !exit.reason ? { ...exit, reason } : exit;
         channel.finish(final);
         sendBack({ type: 'EXITED', exit: final });
       };
@@ -99,6 +105,7 @@ export function createRunner(backendOf: (handle: SandboxHandle) => Backend) {
       return () => {
         if (done) return;
         reason ??= 'killed';
+        stopped = true;
         proc.kill('SIGKILL');
       };
     },
