@@ -1,7 +1,7 @@
 // A Sandbox: create, list, buffered exec (REST), streaming exec (WebSocket), attach, processes,
 // pause/resume, snapshot/fork, timeout, kill. Gateway URL and key come from the options or
 // COPPICE_URL / COPPICE_API_KEY.
-import type { ExecResultView, ProcessView } from '../protocol/views.ts';
+import type { ExecResultView, ProcessView, SnapshotView } from '../protocol/views.ts';
 import type { AttachMessage, StartMessage } from '../protocol/exec-ws.ts';
 import { ExecStream, type StreamCallbacks } from './exec-stream.ts';
 import { call, resolveConn, type ClientOptions, type Conn } from './http.ts';
@@ -68,14 +68,7 @@ export interface AttachOptions extends StreamCallbacks {
   lossy?: boolean;
 }
 
-export interface SnapshotResult {
-  snapshotID: string;
-  sandboxID: string;
-  template: string;
-  backend: string;
-  createdAt: string;
-  sizeBytes: number;
-}
+export type SnapshotResult = SnapshotView;
 
 export type ProcessInfo = ProcessView;
 
