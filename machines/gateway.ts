@@ -10,6 +10,7 @@
 // not a callback: it tells every shard to drain its sandboxes, then every pool to drain its slots,
 // and waits for both with a deadline.
 import { assign, emit, enqueueActions, fromPromise, sendParent, setup, type ActorRefFrom } from 'xstate';
+import { placementMachine, type PlacementRequest } from './placement.ts';
 import { poolMachine } from './pool.ts';
 import { registryMachine, type TemplateEntry } from './registry.ts';
 import { shardMachine } from './shard.ts';
@@ -23,7 +24,12 @@ export interface GatewayInput {
   jailPool?: { size: number; templates: string[] | null } | null;
   /** Backend kinds whose substrate keeps its own pool (every such template gets a pool actor). */
   externalPools?: string[];
+  /** Backend kinds that take snapshots (and so fork and create from a snapshot). */
+  snapshotBackends?: string[];
 }
+
+/** A create or fork as the edge asks for it: the gateway resolves the template's backend. */
+export type CreateIntent = Omit<PlacementRequest, 'backend'>;
 
 export type StopReason = 'drained' | 'deadline' | 'forced' | 'startup_failed';
 
@@ -52,11 +58,17 @@ export interface GatewayContext {
   drainDeadlineMs: number;
   jailPool: { size: number; templates: string[] | null } | null;
   externalPools: string[];
+  snapshotBackends: string[];
+  /** The registry's latest announcement: what a create may name. */
+  templates: TemplateEntry[];
   stopReason: StopReason | null;
   error: Failure | null;
 }
 
 export type GatewayEvent =
+  // A create or fork: answered by the placement it spawns (or refused here).
+  | { type: 'CREATE'; reqId: string; request: CreateIntent }
+  // One sandbox actor, as it is (placements and pools use it).
   | { type: 'SPAWN'; reqId: string; input: SandboxInput }
   // A sandbox found alive after a restart (reconciliation, while starting).
   | { type: 'ADOPT'; input: SandboxInput }
@@ -92,6 +104,7 @@ export const gatewayMachine = setup({
     registry: gatewayRegistry,
     shard: gatewayShard,
     pool: poolMachine,
+    placement: placementMachine,
     // Placeholders; src/actors provides them.
     startup: fromPromise<void>(async () => {}),
   },
@@ -101,6 +114,13 @@ export const gatewayMachine = setup({
   guards: {
     allShardsDrained: ({ context }) => context.drainedShards >= context.shards.length,
     allPoolsDrained: ({ context }) => context.drainedPools >= Object.keys(context.pools).length,
+    unknownTemplate: ({ context, event }) =>
+      event.type === 'CREATE' && !context.templates.some((t) => t.name === event.request.template),
+    snapshotsUnsupported: ({ context, event }) => {
+      if (event.type !== 'CREATE' || (!event.request.fromSnapshot && !event.request.forkOf)) return false;
+      const t = context.templates.find((x) => x.name === event.request.template)!;
+      return !context.snapshotBackends.includes(t.backend);
+    },
   },
   actions: {
     routeSpawn: enqueueActions(({ enqueue, context, event }) => {
@@ -108,11 +128,36 @@ export const gatewayMachine = setup({
       const shard = context.shards[shardOf(event.input.id, context.shards.length)]!;
       enqueue.sendTo(shard, { type: 'SPAWN', input: event.type === 'SPAWN' ? { ...event.input, reqId: event.reqId } : event.input });
     }),
+    // The one place a create learns which backend serves its template, and whether a pool can.
+    spawnPlacement: enqueueActions(({ enqueue, context, event }) => {
+      if (event.type !== 'CREATE') return;
+      const t = context.templates.find((x) => x.name === event.request.template)!;
+      const pool = Object.hasOwn(context.pools, t.name) && !context.externalPools.includes(t.backend);
+      enqueue.spawnChild('placement', {
+        id: `placement:${event.reqId}`,
+        systemId: `placement:${event.reqId}`,
+        input: { reqId: event.reqId, request: { ...event.request, backend: t.backend }, slotPool: pool },
+      });
+    }),
+    refuseUnknownTemplate: emit(({ event }) => ({
+      type: 'reply',
+      reqId: event.type === 'CREATE' ? event.reqId : '',
+      ok: false,
+      error: { code: 'not_found', message: `template "${event.type === 'CREATE' ? event.request.template : ''}" not found` },
+    }) as const),
+    // The wording of src/errors.ts unsupported(): the seed's "... not supported on bhyve backend v1".
+    refuseSnapshots: emit(({ context, event }) => {
+      const r = event.type === 'CREATE' ? event : null;
+      const backend = context.templates.find((x) => x.name === r?.request.template)?.backend ?? '';
+      const op = r?.request.forkOf ? 'fork' : 'create from snapshot';
+      return { type: 'reply', reqId: r?.reqId ?? '', ok: false, error: { code: 'unsupported', message: `${op} not supported on ${backend} backend v1` } } as const;
+    }),
+    recordTemplates: assign({ templates: ({ context, event }) => (event.type === 'TEMPLATES' ? event.templates : context.templates) }),
     refuseSpawn: emit(({ event, self }) => {
       const draining = !self.getSnapshot().matches('starting');
       return {
         type: 'reply',
-        reqId: event.type === 'SPAWN' ? event.reqId : '',
+        reqId: event.type === 'SPAWN' || event.type === 'CREATE' ? event.reqId : '',
         ok: false,
         error: draining
           ? { code: 'draining', message: 'gateway is draining: no new sandboxes' }
@@ -175,13 +220,16 @@ export const gatewayMachine = setup({
     drainDeadlineMs: input.drainDeadlineMs ?? 30_000,
     jailPool: input.jailPool && input.jailPool.size > 0 ? input.jailPool : null,
     externalPools: input.externalPools ?? [],
+    snapshotBackends: input.snapshotBackends ?? [],
+    templates: [],
     stopReason: null,
     error: null,
   }),
   initial: 'starting',
   on: {
     SPAWN: { actions: 'refuseSpawn' },
-    TEMPLATES: { actions: 'ensurePools' },
+    CREATE: { actions: 'refuseSpawn' },
+    TEMPLATES: { actions: ['recordTemplates', 'ensurePools'] },
     // One broken child never takes the gateway down: report and carry on.
     'xstate.error.actor.*': { actions: 'reportFault' },
     SANDBOX_FAULT: { actions: 'reportFault' },
@@ -193,7 +241,7 @@ export const gatewayMachine = setup({
       states: {
         // The first template scan; its announcement spawns the pools.
         scanning: {
-          on: { TEMPLATES: { target: 'warming', actions: 'ensurePools' } },
+          on: { TEMPLATES: { target: 'warming', actions: ['recordTemplates', 'ensurePools'] } },
         },
         // Reconciliation (re-adopting what survived a restart), then e.g. the startup warm.
         warming: {
@@ -216,6 +264,11 @@ export const gatewayMachine = setup({
       // Pools fill in the background only once the gateway serves (their slots are sandboxes).
       entry: 'armPools',
       on: {
+        CREATE: [
+          { guard: 'unknownTemplate', actions: 'refuseUnknownTemplate' },
+          { guard: 'snapshotsUnsupported', actions: 'refuseSnapshots' },
+          { actions: 'spawnPlacement' },
+        ],
         SPAWN: { actions: 'routeSpawn' },
         SIGINT: 'draining',
       },

@@ -10,6 +10,7 @@ import type { Backend, SandboxHandle, SnapshotRecord } from '../backends/types.t
 import type { BhyveBackend } from '../backends/bhyve/backend.ts';
 import { CoppiceError, notFound, unsupported } from '../errors.ts';
 import { scanTemplates, type ScanRoots } from '../registry/scan.ts';
+import { providePlacement } from './placement-effects.ts';
 import { providePool } from './pool-effects.ts';
 import type { Reaper } from './reaper.ts';
 import type { SandboxRecord, SandboxStore } from './store.ts';
@@ -130,6 +131,7 @@ export function provideGateway(deps: EffectDeps) {
         await deps.startup?.(system);
       }),
       pool: providePool(deps.backends),
+      placement: providePlacement(deps.backends),
     },
   });
 }

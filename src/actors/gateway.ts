@@ -1,7 +1,8 @@
 // The actor tree, alive: one root actor (gateway machine + real effects) and the operations the
 // edge calls. Every operation is an event to an actor; nothing here changes a sandbox directly.
 import { createActor, type Actor, type AnyActorRef } from 'xstate';
-import type { GatewayContext, StopReason } from '../../machines/gateway.ts';
+import type { CreateIntent, GatewayContext, StopReason } from '../../machines/gateway.ts';
+import type { Placed } from '../../machines/placement.ts';
 import type { PoolContext } from '../../machines/pool.ts';
 import type { ProcessOutput, RunnerCommand } from '../../machines/process.ts';
 import type { RegistryContext, ScanResult, TemplateEntry } from '../../machines/registry.ts';
@@ -114,6 +115,7 @@ export class Gateway {
         drainDeadlineMs: opts.drainDeadlineMs,
         jailPool: opts.jailPool ?? null,
         externalPools: enabledBackends(opts.backends).filter(([, b]) => hasExternalPool(b)).map(([k]) => k),
+        snapshotBackends: enabledBackends(opts.backends).filter(([, b]) => hasSnapshots(b)).map(([k]) => k),
       },
     });
     this.stopped = new Promise((resolve) => {
@@ -249,7 +251,7 @@ export class Gateway {
     return counts;
   }
 
-  /** New work is refused outside `serving`: 503, saying why. */
+  /** New work is refused outside `serving`: 503, saying why (the edge asks once per request). */
   assertServing(): void {
     const l = this.lifecycle;
     if (l === 'serving') return;
@@ -258,13 +260,20 @@ export class Gateway {
       : new CoppiceError('draining', `gateway is ${l}: no new work accepted`);
   }
 
-  /** Admission first (live cap, bounded concurrency and queue: 429 + Retry-After beyond). */
-  async create(req: CreateRequest): Promise<SandboxView> {
-    this.assertServing();
+  /**
+   * Admission first (live cap, bounded concurrency and queue: 429 + Retry-After beyond); then one
+   * CREATE to the gateway machine, which refuses it (not serving, unknown template, no snapshots)
+   * or hands it to a placement (pool hit or cold; see machines/placement.ts).
+   */
+  create(req: CreateRequest): Promise<SandboxView> {
+    return this.admit(req);
+  }
+
+  private async admit(req: CreateRequest & { forkOf?: string }): Promise<SandboxView> {
     this.checkCeilings(req);
     const max = this.opts.maxSandboxes ?? Infinity;
     if (max !== Infinity && this.liveCount() >= max) throw tooManyRequests(`sandbox limit reached (${max} live)`, 5);
-    return this.admission.run(() => this.createNow(req));
+    return this.admission.run(() => this.place(req));
   }
 
   /**
@@ -292,95 +301,49 @@ export class Gateway {
     over('timeout', req.timeoutMs === undefined ? undefined : Math.ceil(req.timeoutMs / 1000), c.timeoutS, ' s');
   }
 
-  private async createNow(req: CreateRequest): Promise<SandboxView> {
-    this.assertServing();
+  /** One CREATE, answered by the placement it spawns (or by the gateway machine's refusal). */
+  private async place(req: CreateRequest & { forkOf?: string }): Promise<SandboxView> {
     const started = process.hrtime.bigint();
-    const template = this.templates().find((t) => t.name === req.templateID);
-    if (!template) throw notFound(`template "${req.templateID}"`);
-    if (req.fromSnapshot) this.snapshotter(template.backend, 'create from snapshot');
-    const hit = await this.createFromPool(template.name, template.backend, req, started);
-    if (hit) return hit;
-    const id = freshSandboxId((x) => this.actor.system.get(`sandbox:${x}`) !== undefined);
     const reqId = newReqId();
-    const deadline = 120_000;
+    const limits = { ...DEFAULT_LIMITS, ...req.limits };
+    const intent: CreateIntent = {
+      template: req.templateID,
+      timeoutMs: req.timeoutMs ?? this.opts.defaultTimeoutMs ?? 300_000,
+      limits,
+      standardLimits: (Object.keys(limits) as (keyof Limits)[]).every((k) => limits[k] === DEFAULT_LIMITS[k]),
+      metadata: req.metadata,
+      envVars: req.envVars,
+      internet: req.internet ?? false,
+      ...(req.fromSnapshot ? { fromSnapshot: req.fromSnapshot } : {}),
+      ...(req.forkOf ? { forkOf: req.forkOf } : {}),
+    };
+    const observe = (backend: string, outcome: string) =>
+      this.metrics.createSeconds.observe({ backend, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    // A fork's snapshot may take minutes; each step has its own deadline, this is the backstop.
+    const deadline = req.forkOf ? 15 * 60_000 : 5 * 60_000;
     const refusal = awaitReply(this.actor, reqId, deadline, 'create');
-    this.actor.send({
-      type: 'SPAWN',
-      reqId,
-      input: {
-        id,
-        template: template.name,
-        backend: template.backend,
-        timeoutMs: req.timeoutMs ?? this.opts.defaultTimeoutMs ?? 300_000,
-        limits: { ...DEFAULT_LIMITS, ...req.limits },
-        metadata: req.metadata,
-        envVars: req.envVars,
-        fromSnapshot: req.fromSnapshot,
-        internet: req.internet ?? false,
-      },
-    });
-    const ref = this.actor.system.get(`sandbox:${id}`);
-    const observe = (outcome: string) =>
-      this.metrics.createSeconds.observe(
-        { backend: template.backend, outcome },
-        Number(process.hrtime.bigint() - started) / 1e9,
-      );
-    if (!ref) {
-      // The gateway refused synchronously (starting or draining); its reply is already in.
+    this.actor.send({ type: 'CREATE', reqId, request: intent });
+    const placement = this.actor.system.get(`placement:${reqId}`);
+    if (!placement) {
       await refusal.promise.catch((err) => {
-        observe('refused');
+        observe(this.templates().find((t) => t.name === req.templateID)?.backend ?? 'unknown', 'refused');
         throw err;
       });
-      throw new CoppiceError('internal', 'sandbox was not spawned');
+      throw new CoppiceError('internal', 'create was neither placed nor refused');
     }
     refusal.cancel();
+    const backend = (placement.getSnapshot().context as { request: { backend: string } }).request.backend;
+    let placed: Placed;
     try {
-      await awaitReply(ref, reqId, deadline, 'create').promise;
+      placed = await awaitReply<Placed>(placement, reqId, deadline, 'create').promise;
     } catch (err) {
-      observe('failed');
+      observe(backend, 'failed');
       throw err;
     }
-    observe('ok');
+    observe(backend, placed.via === 'pool' ? 'pool' : 'ok');
+    const ref = this.actor.system.get(`sandbox:${placed.sandboxId}`);
+    if (!ref) throw new CoppiceError('conflict', 'sandbox was destroyed while it was being created');
     return toView(ref.getSnapshot() as SandboxSnapshot);
-  }
-
-  /**
-   * Pool hit: take a frozen slot and check it out (a thaw plus bookkeeping). Only for requests a
-   * slot can serve as it is: default limits, no snapshot. null = miss, the caller creates cold.
-   */
-  private async createFromPool(template: string, backend: string, req: CreateRequest, started: bigint): Promise<SandboxView | null> {
-    // Slots are made without egress: a request for internet access goes cold. A pool the
-    // substrate keeps itself (external) is used inside the backend's create, not here.
-    if (this.capabilities(backend).pool !== 'slots' || req.fromSnapshot || req.internet) return null;
-    if (req.limits && (Object.keys(req.limits) as (keyof Limits)[]).some((k) => req.limits![k] !== DEFAULT_LIMITS[k])) return null;
-    const pool = poolOf(this.actor.getSnapshot().context as GatewayContext, template);
-    if (!pool || pool.getSnapshot().status !== 'active') return null;
-    // A slot can vanish between TAKE and CHECKOUT (drained, failed): try the next one.
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const { slot } = await request<{ slot: string | null }>(pool, { type: 'TAKE', reqId: newReqId() }, 5_000);
-      if (!slot) return null;
-      const ref = this.actor.system.get(`sandbox:${slot}`);
-      if (!ref || ref.getSnapshot().status !== 'active') continue;
-      try {
-        await request(
-          ref,
-          {
-            type: 'CHECKOUT',
-            reqId: newReqId(),
-            timeoutMs: req.timeoutMs ?? this.opts.defaultTimeoutMs ?? 300_000,
-            metadata: req.metadata,
-            envVars: req.envVars,
-          },
-          30_000,
-        );
-      } catch (err) {
-        if (err instanceof CoppiceError && err.code === 'conflict') continue;
-        throw err;
-      }
-      this.metrics.createSeconds.observe({ backend, outcome: 'pool' }, Number(process.hrtime.bigint() - started) / 1e9);
-      return toView(ref.getSnapshot() as SandboxSnapshot);
-    }
-    return null;
   }
 
   async destroy(id: string): Promise<void> {
@@ -434,20 +397,14 @@ export class Gateway {
   /** A new sandbox with the source's files as of now, its own address, independent afterwards. */
   async forkSandbox(id: string, req: Omit<CreateRequest, 'templateID'> = {}): Promise<SandboxView> {
     const src = this.sandboxSnapshot(id).context;
-    const snap = await this.snapshotSandbox(id, 'fork');
-    try {
-      return await this.create({
-        templateID: src.template,
-        limits: src.limits,
-        envVars: src.envVars,
-        metadata: src.metadata,
-        ...req,
-        fromSnapshot: { snapshotID: snap.snapshotID, consume: true },
-      });
-    } finally {
-      // Used up by the fork on success; removed here if the create failed before it.
-      await this.backend(snap.backend)?.deleteSnapshot?.(snap.snapshotID).catch(() => {});
-    }
+    return this.admit({
+      templateID: src.template,
+      limits: src.limits,
+      envVars: src.envVars,
+      metadata: src.metadata,
+      ...req,
+      forkOf: id,
+    });
   }
 
   async listSnapshots(): Promise<SnapshotRecord[]> {

@@ -2,18 +2,17 @@
 // an external pool (bhyve's pool-ctl): the substrate keeps the slots (warm / list --json / drain);
 // slot pools (every other backend): the slots are sandbox actors spawned with `pooled: true`,
 // parked frozen in warm.standby.
-import { fromPromise, type AnyActorRef } from 'xstate';
+import { fromPromise } from 'xstate';
 import { poolMachine, type PoolEffectInput, type PoolStats } from '../../machines/pool.ts';
 import type { SandboxContext } from '../../machines/sandbox.ts';
-import { CoppiceError } from '../errors.ts';
 import { DEFAULT_LIMITS } from '../backends/types.ts';
 import { backendFor, type Backends } from './effects.ts';
 import type { Backend } from '../backends/types.ts';
 import { hasExternalPool, type ExternalPoolCapable } from '../backends/capabilities.ts';
-import { newReqId, awaitReply, whenDone } from './request.ts';
-import { freshSandboxId } from './ids.ts';
+import { whenDone } from './request.ts';
+import { spawnSandbox, type ActorSystem } from './spawn.ts';
 
-type System = { get(id: string): AnyActorRef | undefined };
+type System = ActorSystem;
 type Snap = { status: string; context: SandboxContext; matches(v: unknown): boolean };
 
 /** How many pool slots are created at once (each is a full runc create). */
@@ -27,30 +26,9 @@ function standby(system: System, slots: string[]): string[] {
   });
 }
 
-/** Spawn one pooled sandbox through the gateway and wait until it is parked. */
-async function spawnSlot(system: System, template: string, backend: string): Promise<string> {
-  // Effects start while the actor system is mid-transition, when a send is only queued: step
-  // out of it first, so the SPAWN below is processed (and the slot spawned) before send returns.
-  await new Promise((r) => setImmediate(r));
-  const gateway = system.get('gateway');
-  if (!gateway) throw new CoppiceError('internal', 'gateway actor not found');
-  const id = freshSandboxId((x) => system.get(`sandbox:${x}`) !== undefined);
-  const reqId = newReqId();
-  const refusal = awaitReply(gateway, reqId, 120_000, 'pool slot');
-  gateway.send({
-    type: 'SPAWN',
-    reqId,
-    input: { id, template, backend, timeoutMs: 0, limits: DEFAULT_LIMITS, pooled: true },
-  });
-  const ref = system.get(`sandbox:${id}`);
-  if (!ref) {
-    await refusal.promise;
-    throw new CoppiceError('internal', 'pool slot was not spawned');
-  }
-  refusal.cancel();
-  await awaitReply(ref, reqId, 120_000, 'pool slot').promise;
-  return id;
-}
+/** Spawn one pooled sandbox and wait until it is parked. */
+const spawnSlot = (system: System, template: string, backend: string): Promise<string> =>
+  spawnSandbox(system, { template, backend, timeoutMs: 0, limits: DEFAULT_LIMITS, pooled: true }, 120_000, 'pool slot');
 
 async function warmSlots(system: System, template: string, backend: string, count: number, slots: string[]): Promise<PoolStats> {
   const ready = standby(system, slots);

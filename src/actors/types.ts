@@ -4,3 +4,4 @@ export type { ExecRequest, Limits, ProcessExit } from '../../machines/types.ts';
 export type { RunnerCommand } from '../../machines/process.ts';
 export type { ScanResult, TemplateEntry } from '../../machines/registry.ts';
 export { describe as describeState } from '../../machines/sandbox.ts';
+export type { SandboxInput } from '../../machines/sandbox.ts';

@@ -492,3 +492,78 @@ describe('the real effects (provideGateway) with an in-memory backend', () => {
     assert.equal(backend.calls.length, 0);
   });
 });
+
+describe('gateway CREATE (placement with the real effects, fake backend)', () => {
+  async function real(t: TestContext, startup?: Promise<void>) {
+    const root = await mkdtemp(join(tmpdir(), 'coppice-gw-'));
+    t.after(() => rm(root, { recursive: true, force: true }));
+    await mkdir(join(root, 'base-template'));
+    const backend = new FakeBackend();
+    const machine = provideGateway({
+      backends: { jail: backend },
+      roots: { templatesRoot: root },
+      reaper: new Reaper(),
+      ...(startup ? { startup: () => startup } : {}),
+    });
+    // Effects find the root by its system id, as src/actors/gateway.ts names it.
+    const actor = createActor(machine, { systemId: 'gateway', input: { shardCount: 2 } });
+    actor.subscribe({ error: () => {} });
+    const replies: Reply[] = [];
+    actor.on('reply', (r: Reply) => replies.push(r));
+    actor.start();
+    t.after(() => actor.stop());
+    const create = (reqId: string, over: Record<string, unknown> = {}) =>
+      actor.send({
+        type: 'CREATE',
+        reqId,
+        request: { template: 'base', timeoutMs: HOUR, limits: LIMITS, standardLimits: true, internet: false, ...over },
+      });
+    return { actor, backend, replies, create };
+  }
+
+  test('a create is placed cold and answered by its placement with the sandbox id', async (t) => {
+    const g = await real(t);
+    await until(() => g.actor.getSnapshot().matches('serving'), 'serving');
+    g.create('c1');
+    const placement = g.actor.system.get('placement:c1') as AnyActorRef;
+    assert.ok(placement, 'a placement actor was spawned');
+    const answers: Reply[] = [];
+    placement.on('reply', (r: Reply) => answers.push(r));
+    await until(() => answers.length > 0, 'the placement answered');
+    const a = answers[0]!;
+    assert.ok(a.ok, JSON.stringify(a));
+    const { sandboxId, via } = a.value as { sandboxId: string; via: string };
+    assert.equal(via, 'cold');
+    assert.deepEqual([...g.backend.live.keys()], [sandboxId]);
+    await until(() => placement.getSnapshot().status === 'done', 'the placement finished');
+  });
+
+  test('an unknown template is refused by the gateway itself, nothing spawned', async (t) => {
+    const g = await real(t);
+    await until(() => g.actor.getSnapshot().matches('serving'), 'serving');
+    g.create('c2', { template: 'nope' });
+    assert.equal(g.actor.system.get('placement:c2'), undefined);
+    assert.deepEqual(g.replies.map((r) => (r.ok ? 'ok' : r.error)), [{ code: 'not_found', message: 'template "nope" not found' }]);
+    assert.equal(g.backend.calls.length, 0);
+  });
+
+  test('a fork or snapshot create on a backend without snapshots gets the seed\'s 501 wording', async (t) => {
+    const g = await real(t);
+    await until(() => g.actor.getSnapshot().matches('serving'), 'serving');
+    g.create('c3', { fromSnapshot: { snapshotID: 'x' } });
+    g.create('c4', { forkOf: 'aaaaaaaaaa' });
+    assert.deepEqual(
+      g.replies.map((r) => (r.ok ? 'ok' : r.error.message)),
+      ['create from snapshot not supported on jail backend v1', 'fork not supported on jail backend v1'],
+    );
+  });
+
+  test('a create before the gateway serves is refused with not_ready', async (t) => {
+    const startup = deferred<void>();
+    const g = await real(t, startup.promise);
+    await flush();
+    g.create('c5');
+    assert.deepEqual(g.replies.map((r) => (r.ok ? 'ok' : r.error.code)), ['not_ready']);
+    startup.resolve();
+  });
+});
