@@ -8,9 +8,10 @@
 // shard.ts for why shards), and one placement per create in flight (placement.ts). A CREATE is
 // refused here (not serving, unknown template, no snapshots on that backend) or handed to a
 // placement, which answers it; this machine keeps the registry's latest template list for that.
-// Starting waits for the first template scan, then runs the startup effect (e.g. the seed's startup warm of the first bhyve template). Draining is a state,
-// not a callback: it tells every shard to drain its sandboxes, then every pool to drain its
-// slots, and waits for both with a deadline.
+// Starting waits for the first template scan, then runs the startup effect (e.g. the seed's
+// startup warm of the first bhyve template). Draining is a state, not a callback: it tells every
+// shard to drain its sandboxes, then every pool to drain its slots, and waits for both with a
+// deadline.
 import { assign, emit, enqueueActions, fromPromise, sendParent, setup, type ActorRefFrom } from 'xstate';
 import { placementMachine, type PlacementRequest } from './placement.ts';
 import { poolMachine } from './pool.ts';
