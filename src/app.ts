@@ -58,8 +58,17 @@ export async function platformJailBackend(config: Config, logger: Logger): Promi
   throw new Error(`no jail driver for platform ${process.platform}`);
 }
 
+/** COPPICE_METRICS_KEY, else --metrics-key-file, else none (then /metrics takes the API key only). */
+export function resolveMetricsKey(config: Config, env = process.env): string | undefined {
+  if (env.COPPICE_METRICS_KEY?.trim()) return env.COPPICE_METRICS_KEY.trim();
+  if (!config.metricsKeyFile) return undefined;
+  const key = readFileSync(config.metricsKeyFile, 'utf8').trim();
+  if (!key) throw new Error(`--metrics-key-file ${config.metricsKeyFile} is empty`);
+  return key;
+}
+
 /** COPPICE_API_KEY, else --api-key-file, else `<state-dir>/api-key` (generated on first run). */
-export function resolveApiKey(config: Config, env = process.env): { key: string; source: string } {
+export function resolveApiKey(config: Config, env = process.env): { key: string; source: string; generated?: boolean } {
   if (env.COPPICE_API_KEY) return { key: env.COPPICE_API_KEY.trim(), source: 'COPPICE_API_KEY' };
   if (config.apiKeyFile) {
     const key = readFileSync(config.apiKeyFile, 'utf8').trim();
@@ -71,7 +80,7 @@ export function resolveApiKey(config: Config, env = process.env): { key: string;
   mkdirSync(config.stateDir, { recursive: true });
   const key = `cpc_${randomBytes(24).toString('base64url')}`;
   writeFileSync(file, key + '\n', { mode: 0o600 });
-  return { key, source: `${file} (generated)` };
+  return { key, source: `${file} (generated)`, generated: true };
 }
 
 /**
@@ -141,7 +150,8 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
 
   // E2B SDK compatibility (docs/e2b.md) is a surface mounted on the edge, not part of it.
   const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]) });
-  const edge = createEdge(gateway, { apiKeys: [deps.apiKey], bodyLimit: config.bodyLimit, mounts: [e2b] });
+  const metricsKey = resolveMetricsKey(config);
+  const edge = createEdge(gateway, { apiKeys: [deps.apiKey], metricsKeys: metricsKey ? [metricsKey] : [], bodyLimit: config.bodyLimit, mounts: [e2b] });
   const { host, port } = splitListen(config.listen);
   await new Promise<void>((resolve, reject) => {
     edge.server.once('error', reject);

@@ -34,6 +34,8 @@ export const configSchema = z
     bhyvePoolSize: count.pipe(z.number().int().min(0).max(1000)).default('0'),
     stateDir: absPath.default('/var/lib/coppice'),
     apiKeyFile: absPath.optional(),
+    /** A file holding a key that may read /metrics only (or COPPICE_METRICS_KEY). */
+    metricsKeyFile: absPath.optional(),
     jailSubnet: cidr.default('10.78.0.0/24'),
     poolCtl: absPath.default('/usr/local/sbin/coppice-bhyve-pool-ctl.sh'),
     sshKey: absPath.default('/root/coppice-signing/pool-key'),
@@ -77,6 +79,7 @@ const FLAGS = {
   'jail-pool-templates': 'jailPoolTemplates',
   'state-dir': 'stateDir',
   'api-key-file': 'apiKeyFile',
+  'metrics-key-file': 'metricsKeyFile',
   'jail-subnet': 'jailSubnet',
   'pool-ctl': 'poolCtl',
   'ssh-key': 'sshKey',

@@ -18,6 +18,13 @@ export interface Metrics {
   bhyveCheckoutsTotal: Counter;
   bhyveCheckoutSeconds: Histogram<'template'>;
   httpRequests: Counter<'method' | 'route' | 'status'>;
+  httpSeconds: Histogram<'method' | 'route' | 'status'>;
+  /** Creates by backend and outcome (ok, pool, failed, refused); failures also by error code. */
+  createsTotal: Counter<'backend' | 'outcome'>;
+  createFailures: Counter<'backend' | 'code'>;
+  wsExecSessions: Counter<'mode'>;
+  wsExecActive: Gauge;
+  wsExecBytes: Counter<'direction'>;
   createSeconds: Histogram<'backend' | 'outcome'>;
   execSeconds: Histogram<'backend'>;
   sandboxes: Gauge<'state' | 'backend'>;
@@ -25,11 +32,48 @@ export interface Metrics {
 
 export function createMetrics(countSandboxes: () => Map<string, number>, pools: () => PoolGaugeSource[] = () => []): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'coppice_process_' });
+  // prom-client's own names (process_cpu_seconds_total, nodejs_heap_...) under our prefix.
+  collectDefaultMetrics({ register: registry, prefix: 'coppice_' });
   const httpRequests = new Counter({
     name: 'coppice_http_requests_total',
     help: 'HTTP requests by route template, method and status',
     labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const httpSeconds = new Histogram({
+    name: 'coppice_http_request_duration_seconds',
+    help: 'HTTP request duration by route template, method and status (WebSocket upgrades excluded)',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const createsTotal = new Counter({
+    name: 'coppice_sandbox_creates_total',
+    help: 'Sandbox creates by backend and outcome (ok = cold, pool = warm hit, failed, refused)',
+    labelNames: ['backend', 'outcome'] as const,
+    registers: [registry],
+  });
+  const createFailures = new Counter({
+    name: 'coppice_sandbox_create_failures_total',
+    help: 'Failed or refused sandbox creates by backend and error code',
+    labelNames: ['backend', 'code'] as const,
+    registers: [registry],
+  });
+  const wsExecSessions = new Counter({
+    name: 'coppice_ws_exec_sessions_total',
+    help: 'Streaming exec WebSocket sessions bound to a command, by mode (start, attach)',
+    labelNames: ['mode'] as const,
+    registers: [registry],
+  });
+  const wsExecActive = new Gauge({
+    name: 'coppice_ws_exec_sessions_active',
+    help: 'Streaming exec WebSocket sessions open now',
+    registers: [registry],
+  });
+  const wsExecBytes = new Counter({
+    name: 'coppice_ws_exec_bytes_total',
+    help: 'Bytes relayed by streaming exec sessions (out = command output to clients, in = stdin)',
+    labelNames: ['direction'] as const,
     registers: [registry],
   });
   const createSeconds = new Histogram({
@@ -92,5 +136,19 @@ export function createMetrics(countSandboxes: () => Map<string, number>, pools: 
       },
     });
   }
-  return { registry, httpRequests, createSeconds, execSeconds, sandboxes, bhyveCheckoutNsSum, bhyveCheckoutsTotal, bhyveCheckoutSeconds };
+  return {
+    registry,
+    httpRequests,
+    httpSeconds,
+    createsTotal,
+    createFailures,
+    wsExecSessions,
+    wsExecActive,
+    wsExecBytes,
+    createSeconds,     execSeconds,
+    sandboxes,
+    bhyveCheckoutNsSum,
+    bhyveCheckoutsTotal,
+    bhyveCheckoutSeconds,
+  };
 }

@@ -92,8 +92,11 @@ export class Creates {
       ...(req.fromSnapshot ? { fromSnapshot: req.fromSnapshot } : {}),
       ...(req.forkOf ? { forkOf: req.forkOf } : {}),
     };
-    const observe = (backend: string, outcome: string) =>
+    const observe = (backend: string, outcome: string, err?: unknown) => {
       this.metrics.createSeconds.observe({ backend, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+      this.metrics.createsTotal.inc({ backend, outcome });
+      if (err) this.metrics.createFailures.inc({ backend, code: err instanceof CoppiceError ? err.code : 'internal' });
+    };
     // A fork's snapshot may take minutes; each step has its own deadline, this is the backstop.
     const deadline = req.forkOf ? 15 * 60_000 : 5 * 60_000;
     const refusal = awaitReply(this.root, reqId, deadline, 'create');
@@ -103,7 +106,7 @@ export class Creates {
       await refusal.promise.catch((err) => {
         // Counted per backend: a create for an unknown template has none (it is a 404, not a refusal).
         const t = (this.root.getSnapshot().context as GatewayContext).templates.find((x) => x.name === req.templateID);
-        if (t) observe(t.backend, 'refused');
+        if (t) observe(t.backend, 'refused', err);
         throw err;
       });
       throw new CoppiceError('internal', 'create was neither placed nor refused');
@@ -114,7 +117,7 @@ export class Creates {
     try {
       placed = await awaitReply<Placed>(placement, reqId, deadline, 'create').promise;
     } catch (err) {
-      observe(backend, 'failed');
+      observe(backend, 'failed', err);
       throw err;
     }
     observe(backend, placed.via === 'pool' ? 'pool' : 'ok');

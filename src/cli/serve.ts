@@ -24,7 +24,10 @@ export async function serve(argv: string[]): Promise<number> {
     return 2;
   }
   const app = await startApp(config, { logger, apiKey: apiKey.key });
-  process.stderr.write(`coppice listening on ${app.url}\ncoppice API key (${apiKey.source}): ${apiKey.key}\n`);
+  // The key itself only when it was just generated (the operator has no other way to learn it);
+  // a key the operator supplied is never echoed to a terminal or a log collector.
+  const keyLine = apiKey.generated ? `coppice API key (${apiKey.source}): ${apiKey.key}` : `coppice API key from ${apiKey.source}`;
+  process.stderr.write(`coppice listening on ${app.url}\n${keyLine}\n`);
   logger.info({ url: app.url, templatesRoot: config.templatesRoot, bhyveTemplatesRoot: config.bhyveTemplatesRoot }, 'listening');
 
   let signals = 0;

@@ -21,6 +21,8 @@ export interface EdgeOptions {
   bodyLimit?: number;
   /** Surfaces mounted on this server (app.ts mounts E2B's). */
   mounts?: Mount[];
+  /** Keys that may read /metrics and nothing else (besides the API keys). */
+  metricsKeys?: string[];
 }
 
 export interface Edge {
@@ -34,12 +36,13 @@ export interface Edge {
 
 export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
   const router = new Router();
-  systemRoutes(router, gw);
+  const keyOk = createKeyCheck(opts.apiKeys);
+  const authorized = (req: IncomingMessage) => keyOk(presentedKey(req));
+  const metricsKeyOk = createKeyCheck(opts.metricsKeys ?? []);
+  systemRoutes(router, gw, (req) => authorized(req) || metricsKeyOk(presentedKey(req)));
   templateRoutes(router, gw);
   sandboxRoutes(router, gw);
   poolRoutes(router, gw);
-  const keyOk = createKeyCheck(opts.apiKeys);
-  const authorized = (req: IncomingMessage) => keyOk(presentedKey(req));
   const execWs = createExecWebSocket(gw, router, authorized);
   const devtools = createDevtools(gw, router, authorized);
   const mounts = opts.mounts ?? [];
@@ -49,10 +52,15 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
   const server = createServer((req, res) => {
     const started = process.hrtime.bigint();
     let routeLabel = 'unmatched';
-    const finish = (status: number) => {
+    const finish = (status: number, failure?: { code: string; message: string }) => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      gw.metrics.httpRequests.inc({ method: req.method ?? '?', route: routeLabel, status: String(status) });
-      gw.log.info({ method: req.method, route: routeLabel, path: pathOf(req), status, ms: Math.round(ms * 10) / 10 }, 'request');
+      const labels = { method: req.method ?? '?', route: routeLabel, status: String(status) };
+      gw.metrics.httpRequests.inc(labels);
+      gw.metrics.httpSeconds.observe(labels, ms / 1000);
+      // One line per request; a refused or failed one carries its error code and message.
+      const line = { method: req.method, route: routeLabel, path: pathOf(req), status, ms: Math.round(ms * 10) / 10, ...(failure ? { code: failure.code, error: failure.message } : {}) };
+      if (status >= 500) gw.log.warn(line, 'request failed');
+      else gw.log.info(line, 'request');
     };
     const owner = mounts.find((m) => m.owns?.(req));
     if (owner?.serve) {
@@ -73,7 +81,7 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
         const { error: e, status, unexpected } = toHttpError(err);
         if (unexpected) gw.log.error({ err, route: routeLabel }, 'unhandled error');
         send(res, status, errorBody(e), e.retryAfterS ? { 'retry-after': String(e.retryAfterS) } : {});
-        finish(status);
+        finish(status, e);
       });
 
     async function handle(req: IncomingMessage, res: ServerResponse): Promise<Reply> {

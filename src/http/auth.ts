@@ -5,8 +5,9 @@ import type { IncomingMessage } from 'node:http';
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
 export function presentedKey(req: IncomingMessage): string | undefined {
-  const auth = req.headers.authorization;
-  if (auth?.startsWith('Bearer ')) return auth.slice('Bearer '.length).trim();
+  // The scheme is case-insensitive (RFC 9110 11.1): "bearer" and "BEARER" are "Bearer".
+  const m = /^bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+  if (m) return m[1]!.trim();
   const x = req.headers['x-api-key'];
   return Array.isArray(x) ? x[0] : x;
 }

@@ -34,8 +34,7 @@ export const limitsSchema = z
 
 export const snapshotId = z.string().regex(/^snap-[a-z0-9]{10}$/, 'must be a snapshot id (snap-xxxxxxxxxx)');
 
-export const createSandboxBody = z
-  .object({
+const createFields = z.object({
     templateID: templateId.optional(),
     /** Start from a snapshot's files (templateID then defaults to the snapshot's). */
     snapshotID: snapshotId.optional(),
@@ -46,13 +45,19 @@ export const createSandboxBody = z
     limits: limitsSchema.optional(),
     /** E2B's field: egress beyond the host (default off). */
     allow_internet_access: z.boolean().optional(),
-  })
-  .passthrough()
-  .superRefine((b, ctx) => {
-    if (b.templateID === undefined && b.snapshotID === undefined) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['templateID'], message: 'is required (or give snapshotID)' });
-    }
   });
+
+const templateOrSnapshot = (b: { templateID?: string; snapshotID?: string }, ctx: z.RefinementCtx) => {
+  if (b.templateID === undefined && b.snapshotID === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['templateID'], message: 'is required (or give snapshotID)' });
+  }
+};
+
+/** The create body as E2B's SDKs send it: their extra fields pass (the E2B surface vets them). */
+export const createSandboxBody = createFields.passthrough().superRefine(templateOrSnapshot);
+
+/** coppice's own create: an unknown field (a typo like `timout`) is a 400 naming it. */
+export const coppiceCreateBody = createFields.strict().superRefine(templateOrSnapshot);
 
 export const forkBody = z
   .object({ timeout: z.number().int().min(1).max(MAX_TIMEOUT_S).optional(), metadata: metadata.optional() })
@@ -77,12 +82,22 @@ export const execBody = z
 
 export const timeoutBody = z.object({ timeout: z.number().int().min(0).max(MAX_TIMEOUT_S) }).passthrough();
 export const connectBody = z.object({ timeout: z.number().int().min(0).max(MAX_TIMEOUT_S).optional() }).passthrough();
+/** coppice's own forms of the two above: unknown fields are refused. */
+export const coppiceTimeoutBody = timeoutBody.strict();
+export const coppiceConnectBody = connectBody.strict();
 
 /** Turn a zod failure into a 400 that names the first bad field. */
 export function toBadRequest(err: ZodError, prefix = ''): CoppiceError {
   const issue = err.issues[0]!;
-  const field = [prefix, ...issue.path.map(String)].filter(Boolean).join('.') || prefix || 'body';
-  const message = issue.code === 'invalid_type' && issue.received === 'undefined' ? 'is required' : issue.message;
+  // An unknown field is named itself, not its parent object.
+  const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]!] : issue.path;
+  const field = [prefix, ...path.map(String)].filter(Boolean).join('.') || prefix || 'body';
+  const message =
+    issue.code === 'unrecognized_keys'
+      ? `is not a known field${issue.keys.length > 1 ? ` (nor: ${issue.keys.slice(1).join(', ')})` : ''}`
+      : issue.code === 'invalid_type' && issue.received === 'undefined'
+        ? 'is required'
+        : issue.message;
   return badRequest(field, message);
 }
 

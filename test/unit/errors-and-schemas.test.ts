@@ -2,7 +2,7 @@
 // stable codes, HTTP statuses, and 400s that name the bad field.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { createSandboxBody, execBody, parse, timeoutBody } from '../../src/protocol/requests.ts';
+import { coppiceConnectBody, coppiceCreateBody, coppiceTimeoutBody, createSandboxBody, execBody, parse, timeoutBody } from '../../src/protocol/requests.ts';
 import { errorBody, httpStatusOf } from '../../src/http/errors.ts';
 import {
   backendFailed,
@@ -149,7 +149,15 @@ describe('createSandboxBody', () => {
   test('limits out of range or unknown name the limit', () => {
     badField(() => parse(createSandboxBody, { templateID: 'base', limits: { memoryMiB: 1 } }), 'limits.memoryMiB');
     badField(() => parse(createSandboxBody, { templateID: 'base', limits: { pids: 1 } }), 'limits.pids');
-    badField(() => parse(createSandboxBody, { templateID: 'base', limits: { disk: 1 } }), 'limits');
+    badField(() => parse(createSandboxBody, { templateID: 'base', limits: { disk: 1 } }), 'limits.disk');
+  });
+
+  test('coppice\'s own create refuses an unknown field by its name; the E2B form lets it pass', () => {
+    const e = badField(() => parse(coppiceCreateBody, { templateID: 'base', timout: 30 }), 'timout');
+    assert.match(e.message, /not a known field/);
+    assert.equal(parse(createSandboxBody, { templateID: 'base', secure: true }).templateID, 'base');
+    badField(() => parse(coppiceConnectBody, { timeout: 5, extra: 1 }), 'extra');
+    badField(() => parse(coppiceTimeoutBody, { timeout: 5, extra: 1 }), 'extra');
   });
 
   test('a prefix is put in front of the field', () => {
@@ -188,8 +196,7 @@ describe('execBody', () => {
   });
 
   test('unknown keys are refused (the body is strict)', () => {
-    const e = badField(() => parse(execBody, { cmd: 'ls', shell: '/bin/zsh' }), 'body');
-    assert.match(e.message, /shell/);
+    badField(() => parse(execBody, { cmd: 'ls', shell: '/bin/zsh' }), 'shell');
   });
 });
 

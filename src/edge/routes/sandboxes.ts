@@ -2,12 +2,12 @@
 import type { Gateway } from '../../actors/gateway.ts';
 import { badRequest } from '../../errors.ts';
 import type { Router } from '../../http/router.ts';
-import { CONTROL_BODY_LIMIT, connectBody, createSandboxBody, execBody, forkBody, parse, timeoutBody } from '../../protocol/requests.ts';
+import { CONTROL_BODY_LIMIT, coppiceConnectBody, coppiceCreateBody, coppiceTimeoutBody, execBody, forkBody, parse } from '../../protocol/requests.ts';
 
 export function sandboxRoutes(router: Router, gw: Gateway): void {
   router
     .on('POST', '/sandboxes', async (ctx) => {
-      const b = parse(createSandboxBody, await ctx.body(CONTROL_BODY_LIMIT));
+      const b = parse(coppiceCreateBody, await ctx.body(CONTROL_BODY_LIMIT));
       // From a snapshot: its template, unless one is named (then they must agree).
       const snap = b.snapshotID ? await gw.findSnapshot(b.snapshotID) : undefined;
       if (snap && b.templateID && b.templateID !== snap.template) {
@@ -58,7 +58,7 @@ export function sandboxRoutes(router: Router, gw: Gateway): void {
     .on('POST', '/sandboxes/:id/connect', async (ctx) => {
       const id = ctx.params.id!;
       gw.view(id);
-      const b = parse(connectBody, await ctx.body(CONTROL_BODY_LIMIT));
+      const b = parse(coppiceConnectBody, await ctx.body(CONTROL_BODY_LIMIT));
       const resumed = await gw.connect(id, (b.timeout ?? 300) * 1000);
       return { status: resumed ? 201 : 200, body: gw.view(id) };
     })
@@ -81,7 +81,7 @@ export function sandboxRoutes(router: Router, gw: Gateway): void {
     .on('POST', '/sandboxes/:id/timeout', async (ctx) => {
       const id = ctx.params.id!;
       gw.view(id);
-      const b = parse(timeoutBody, await ctx.body(CONTROL_BODY_LIMIT));
+      const b = parse(coppiceTimeoutBody, await ctx.body(CONTROL_BODY_LIMIT));
       await gw.setTimeout(id, b.timeout * 1000);
       return { status: 204 };
     });

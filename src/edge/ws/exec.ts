@@ -194,6 +194,8 @@ class ExecSession {
   private readonly openedAt = Date.now();
   private mode: 'start' | 'attach' | null = null;
   private sent = 0;
+  /** The output byte counter's child, bound once (it is bumped per chunk). */
+  private readonly bytesOut: { inc(n: number): void };
   /** Output frames handed to ws whose write has not completed yet. */
   private inFlight = 0;
   private readonly onSent = (err?: Error) => {
@@ -214,6 +216,7 @@ class ExecSession {
   ) {
     this.hwm = opts.highWaterMark ?? 1024 * 1024;
     this.stdinHwm = opts.stdinHighWaterMark ?? 1024 * 1024;
+    this.bytesOut = gw.metrics.wsExecBytes.labels('out');
   }
 
   run(): void {
@@ -309,6 +312,8 @@ class ExecSession {
   private bind(entry: ProcessEntry, from: number | undefined, lossy: boolean): void {
     this.entry = entry;
     this.phase = 'bound';
+    this.gw.metrics.wsExecSessions.inc({ mode: this.mode ?? 'start' });
+    this.gw.metrics.wsExecActive.inc();
     const sub = entry.channel.attach(this.reader(), { from, lossy });
     this.sub = sub;
     if (this.mode === 'attach') {
@@ -364,6 +369,7 @@ class ExecSession {
       return this.error(new CoppiceError('conflict', `stdin of process ${e.processId} is closed (start with "stdin": true to keep it open)`));
     }
     if (bytes.length === 0) return;
+    this.gw.metrics.wsExecBytes.inc({ direction: 'in' }, bytes.length);
     e.ref.send({ type: 'STDIN', data: bytes });
     if (!this.stdinPaused && e.channel.stdinBacklog() > this.stdinHwm) {
       this.stdinPaused = true;
@@ -389,6 +395,7 @@ class ExecSession {
         // One binary message = tag byte + bytes, sent as two fragments (a 1-byte first fragment and
         // the chunk as its continuation) so the gateway never copies output; receivers reassemble.
         this.sent += chunk.length;
+        this.bytesOut.inc(chunk.length);
         this.inFlight += 1;
         this.ws.send(stream === 'stdout' ? STDOUT_TAG : STDERR_TAG, { binary: true, fin: false });
         this.ws.send(chunk, { binary: true, fin: true }, this.onSent);
@@ -426,6 +433,7 @@ class ExecSession {
     clearInterval(this.pingTimer);
     this.sub?.detach();
     if (wasBound) {
+      this.gw.metrics.wsExecActive.dec();
       const e = this.entry!;
       this.gw.log.info(
         {
