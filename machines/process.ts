@@ -2,7 +2,7 @@
 // The `run` effect (provided from src/) starts the command and reports EXITED; output bytes go
 // straight to the opaque `channel` so they never queue up as machine events.
 import { assign, fromCallback, sendTo, setup } from 'xstate';
-import type { ExecRequest, Failure, ProcessExit } from './types.ts';
+import { asFailure, type ExecRequest, type Failure, type ProcessExit } from './types.ts';
 
 export interface ProcessInput {
   processId: string;
@@ -74,14 +74,7 @@ export const processMachine = setup({
         onError: {
           target: 'exited',
           actions: assign({
-            exit: ({ event }) => {
-              const err = event.error as Partial<Failure> | undefined;
-              return {
-                exitCode: null,
-                signal: null,
-                error: { code: err?.code ?? 'backend_failed', message: err?.message ?? String(event.error) },
-              };
-            },
+            exit: ({ event }) => ({ exitCode: null, signal: null, error: asFailure(event.error) }),
           }),
         },
       },

@@ -19,7 +19,8 @@ export interface Failure {
 export function asFailure(error: unknown): Failure {
   const e = error as (Partial<Failure> & { name?: unknown }) | undefined;
   const own = typeof e?.code === 'string' && e.name === 'CoppiceError';
-  return { code: own ? e.code! : 'backend_failed', message: e?.message ?? String(error) };
+  const field = own && typeof e.field === 'string' ? { field: e.field } : {};
+  return { code: own ? e.code! : 'backend_failed', message: e?.message ?? String(error), ...field };
 }
 
 /** Every request that wants an answer carries a reqId; the actor emits exactly one Reply for it. */

@@ -3,7 +3,7 @@
 import type { Actor, AnyActorRef, AnyStateMachine } from 'xstate';
 import type { ProcessOutput, RunnerCommand } from '../../machines/process.ts';
 import type { ExecRequest, ProcessExit } from '../../machines/types.ts';
-import { CoppiceError, notFound } from '../errors.ts';
+import { CoppiceError, fromErrorInfo, notFound } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ExecResultView } from '../protocol/views.ts';
 import type { SandboxDirectory } from './directory.ts';
@@ -79,7 +79,9 @@ export class Processes {
     const channel = await this.start(id, req, { kind: 'buffered', captureLimit: this.captureLimit, replayLimit: 256 * 1024 });
     const exit: ProcessExit = await channel.exited;
     this.metrics.execSeconds.observe({ backend }, (Date.now() - started) / 1000);
+    // It never ran: the request's own fault (an unknown user: 400 naming it) or the backend's (502).
     if (exit.error && exit.exitCode === null && exit.signal === null) {
+      if (exit.error.code !== 'backend_failed') throw fromErrorInfo(exit.error);
       throw new CoppiceError('backend_failed', `exec failed: ${exit.error.message}`);
     }
     return {

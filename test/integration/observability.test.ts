@@ -98,6 +98,11 @@ describe('observability and strict input (real gateway)', () => {
     await ws.start({ type: 'start', argv: ['/bin/sh', '-c', 'printf 0123456789'] });
     await ws.exited;
     await ws.closed;
+    // An unknown user is the request's fault: 400 naming the field, said from inside the sandbox.
+    const bad = await call('POST', `/sandboxes/${id}/exec`, { body: { argv: ['true'], user: 'nosuchuser' } });
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(bad.json().field, 'user');
+    assert.doesNotMatch(bad.text, /\/var\/lib|templates|-template/);
     const m = (await call('GET', '/metrics')).text;
     assert.match(m, /coppice_http_request_duration_seconds_bucket\{[^}]*route="\/sandboxes"[^}]*status="201"/);
     assert.match(m, /coppice_sandbox_creates_total\{backend="jail",outcome="(ok|pool)"\} 1/);

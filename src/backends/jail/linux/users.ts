@@ -91,7 +91,8 @@ export class TemplateUsers {
       return db.byUid.get(uid) ?? { name: user, uid, gid: uid, additionalGids: [], home: '/' };
     }
     if (user === 'root') return { name: 'root', uid: 0, gid: 0, additionalGids: [], home: '/root' };
-    throw badRequest('user', `no user ${JSON.stringify(user)} in template ${templatePath}`);
+    // Said from the sandbox's side: its /etc/passwd, never the template's host path.
+    throw badRequest('user', `no user ${JSON.stringify(user)} in the sandbox's /etc/passwd`);
   }
 
   /** Forget cached databases (after a template rebuild / registry reload). */
