@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { totalmem } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { Gateway } from './actors/gateway.ts';
 import { reconcile } from './actors/reconcile.ts';
@@ -137,6 +138,7 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
     store,
     maxSandboxes: config.maxSandboxes,
     ceilings: { memoryMiB: config.maxMemoryMib, cpus: config.maxCpus, pids: config.maxPids, timeoutS: config.maxTimeout },
+    memoryBudgetMiB: config.memoryBudgetMib ?? Math.floor((4 * totalmem()) / 2 ** 20),
     maxConcurrentCreates: config.maxConcurrentCreates,
     createQueue: config.createQueue,
     startup: async () => {

@@ -56,6 +56,8 @@ export const configSchema = z
     maxMemoryMib: count.pipe(z.number().int().min(16).max(16 * 1024 * 1024)).default('8192'),
     maxCpus: count.pipe(z.number().int().min(1).max(1024)).default('4'),
     maxPids: count.pipe(z.number().int().min(8).max(4_194_304)).default('4096'),
+    /** Sum of live sandboxes' memory limits (MiB); default 4x host RAM (limits are ceilings, rarely all used). */
+    memoryBudgetMib: count.pipe(z.number().int().min(16).max(1024 * 1024 * 1024)).optional(),
     /** Seconds. */
     maxTimeout: count.pipe(z.number().int().min(1).max(30 * 24 * 3600)).default('86400'),
     maxSandboxes: count.pipe(z.number().int().min(1).max(1_000_000)).default('500'),
@@ -89,6 +91,7 @@ const FLAGS = {
   'max-cpus': 'maxCpus',
   'max-pids': 'maxPids',
   'max-timeout': 'maxTimeout',
+  'memory-budget-mib': 'memoryBudgetMib',
   'disk-mib': 'diskMib',
   'max-disk-mib': 'maxDiskMib',
   'jail-uid-base': 'jailUidBase',

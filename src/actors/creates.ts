@@ -41,6 +41,8 @@ export interface CreateOptions {
   defaultTimeoutMs?: number;
   /** Operator ceilings on one create (400 naming the field beyond). */
   ceilings?: Ceilings;
+  /** Sum of the memory limits of every sandbox (pool slots and creates in flight included), MiB. */
+  memoryBudgetMiB?: number;
 }
 
 export class Creates {
@@ -60,7 +62,31 @@ export class Creates {
     this.checkCeilings(req);
     const max = this.opts.maxSandboxes ?? Infinity;
     if (max !== Infinity && this.sandboxes.liveCount() >= max) throw tooManyRequests(`sandbox limit reached (${max} live)`, 5);
-    return this.admission.run(() => this.place(req));
+    const memory = req.limits?.memoryMiB ?? DEFAULT_LIMITS.memoryMiB;
+    this.checkMemoryBudget(memory);
+    // Creates in flight hold their share too, so a burst cannot overshoot the budget together.
+    this.inFlightMiB += memory;
+    try {
+      return await this.admission.run(() => this.place(req));
+    } finally {
+      this.inFlightMiB -= memory;
+    }
+  }
+
+  private inFlightMiB = 0;
+
+  /** The host-wide budget: what every sandbox may use at once, committed as limits (429 beyond). */
+  private checkMemoryBudget(memoryMiB: number): void {
+    const budget = this.opts.memoryBudgetMiB;
+    if (budget === undefined) return;
+    // O(sandboxes), bounded by --max-sandboxes: cheap next to a create.
+    const committed = this.sandboxes.committedMemoryMiB() + this.inFlightMiB;
+    if (committed + memoryMiB > budget) {
+      throw tooManyRequests(
+        `host memory budget: ${committed} of ${budget} MiB are committed to sandboxes; this create needs ${memoryMiB} MiB more (--memory-budget-mib)`,
+        5,
+      );
+    }
   }
 
   /** A create asking for more than the operator allows is refused before anything is made. */

@@ -47,6 +47,16 @@ export class SandboxDirectory {
     }
   }
 
+  /** The memory limits of every sandbox actor still alive (pool slots included), in MiB. */
+  committedMemoryMiB(): number {
+    let sum = 0;
+    for (const ref of this.all()) {
+      const s = ref.getSnapshot() as SandboxSnapshot;
+      if (s.status === 'active') sum += s.context.limits.memoryMiB;
+    }
+    return sum;
+  }
+
   /** Sandboxes by `state|backend`, for the gauges. */
   countByState(): Map<string, number> {
     const counts = new Map<string, number>();

@@ -68,3 +68,32 @@ describe('limit ceilings', () => {
     assert.deepEqual({ ...r.body.limits, diskMiB: undefined }, { memoryMiB: 256, cpus: 2, pids: 128, diskMiB: undefined });
   });
 });
+
+describe('host memory budget', () => {
+  let gw: TestGateway;
+  const created: string[] = [];
+  before(async () => {
+    gw = await startTestGateway(['--memory-budget-mib', '640']);
+  });
+  after(async () => {
+    for (const id of created) await gw.api('DELETE', `/sandboxes/${id}`);
+    await gw.close();
+  });
+
+  test('creates beyond the sum of memory limits are 429; freeing memory admits them again', async () => {
+    const a = await gw.api('POST', '/sandboxes', { templateID: 'busybox', limits: { memoryMiB: 512 } });
+    assert.equal(a.status, 201, JSON.stringify(a.body));
+    created.push(a.body.sandboxID);
+    const b = await gw.api('POST', '/sandboxes', { templateID: 'busybox', limits: { memoryMiB: 256 } });
+    assert.equal(b.status, 429, JSON.stringify(b.body));
+    assert.match(b.body.message, /memory budget: 512 of 640 MiB/);
+    // Still room for a small one.
+    const c = await gw.api('POST', '/sandboxes', { templateID: 'busybox', limits: { memoryMiB: 128 } });
+    assert.equal(c.status, 201, JSON.stringify(c.body));
+    created.push(c.body.sandboxID);
+    assert.equal((await gw.api('DELETE', `/sandboxes/${a.body.sandboxID}`)).status, 204);
+    const d = await gw.api('POST', '/sandboxes', { templateID: 'busybox', limits: { memoryMiB: 256 } });
+    assert.equal(d.status, 201, JSON.stringify(d.body));
+    created.push(d.body.sandboxID);
+  });
+});
