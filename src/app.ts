@@ -12,6 +12,7 @@ import type { Backends } from './actors/effects.ts';
 import { createBhyveBackend } from './backends/bhyve/backend.ts';
 import type { Backend } from './backends/types.ts';
 import { splitListen, type Config } from './config.ts';
+import { createPorts } from './ports/index.ts';
 import { createE2b } from './e2b/index.ts';
 import { createEdge, type Edge } from './edge/server.ts';
 import { createKeyCheck } from './http/auth.ts';
@@ -153,7 +154,9 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
   // E2B SDK compatibility (docs/e2b.md) is a surface mounted on the edge, not part of it.
   const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]) });
   const metricsKey = resolveMetricsKey(config);
-  const edge = createEdge(gateway, { apiKeys: [deps.apiKey], metricsKeys: metricsKey ? [metricsKey] : [], bodyLimit: config.bodyLimit, mounts: [e2b] });
+  // Sandbox ports first: a request naming a port (host or E2b-Sandbox-Port) is never envd's.
+  const ports = createPorts(gateway, { domain: config.domain, envd: e2b, keyOk: createKeyCheck([deps.apiKey]) });
+  const edge = createEdge(gateway, { apiKeys: [deps.apiKey], metricsKeys: metricsKey ? [metricsKey] : [], bodyLimit: config.bodyLimit, mounts: [ports, e2b] });
   const { host, port } = splitListen(config.listen);
   await new Promise<void>((resolve, reject) => {
     edge.server.once('error', reject);

@@ -65,6 +65,11 @@ export const configSchema = z
     createQueue: count.pipe(z.number().int().min(0).max(100_000)).default('128'),
     bodyLimit: count.pipe(z.number().int().min(1024).max(1024 * 1024 * 1024)).default(String(32 * 1024 * 1024)),
     drainTimeout: count.pipe(z.number().int().min(1).max(3600)).default('30'),
+    /** Host-based routing to sandbox ports: `<port>-<sandboxID>.<domain>` (E2B's getHost). */
+    domain: z
+      .string()
+      .regex(/^(?=.{1,200}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, 'must be a DNS name like localhost or sandboxes.example.com')
+      .optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict()
@@ -101,6 +106,7 @@ const FLAGS = {
   'create-queue': 'createQueue',
   'body-limit': 'bodyLimit',
   'log-level': 'logLevel',
+  domain: 'domain',
 } as const;
 
 export class ConfigError extends Error {}

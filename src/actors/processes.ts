@@ -81,7 +81,7 @@ export class Processes {
     this.metrics.execSeconds.observe({ backend }, (Date.now() - started) / 1000);
     // It never ran: the request's own fault (an unknown user: 400 naming it) or the backend's (502).
     if (exit.error && exit.exitCode === null && exit.signal === null) {
-      if (exit.error.code !== 'backend_failed') throw fromErrorInfo(exit.error);
+      if (exit.error.code === 'bad_request') throw fromErrorInfo(exit.error);
       throw new CoppiceError('backend_failed', `exec failed: ${exit.error.message}`);
     }
     return {

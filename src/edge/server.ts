@@ -128,8 +128,9 @@ export function createEdge(gw: Gateway, opts: EdgeOptions): Edge {
   server.on('checkExpectation', (req, res) => {
     send(res, 417, { code: 417, error: 'bad_request', message: `unsupported Expect: ${String(req.headers.expect).slice(0, 100)} (only 100-continue)` }, { connection: 'close' });
   });
-  // WebSocket endpoints (streaming exec, devtools inspection); any other upgrade is a 404.
+  // WebSocket endpoints (a mount's, e.g. a sandbox port; streaming exec, devtools inspection); any other upgrade is a 404.
   server.on('upgrade', (req, socket, head) => {
+    if (mounts.some((m) => m.upgrade?.(req, socket, head))) return;
     if (!execWs.handleUpgrade(req, socket, head) && !devtools.handleUpgrade(req, socket, head)) rejectUpgrade(socket, new CoppiceError('not_found', `no WebSocket endpoint at ${pathOf(req)}`));
   });
   return { server, router, authorized, devtools };

@@ -2,6 +2,7 @@
 // it adds routes, may take over whole requests before the router, and may add fields to the
 // replies of shared routes. The edge knows this interface, never the surface behind it.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Reply, Router } from './router.ts';
 
 export type RouteReply = Exclude<Reply, 'handled'>;
@@ -14,6 +15,8 @@ export interface Mount {
   owns?(req: IncomingMessage): boolean;
   /** Serve an owned request; never rejects (errors are answered by the mount). */
   serve?(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /** Take a connection upgrade (WebSocket) itself; false = not this mount's. */
+  upgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
   /** Add the mount's fields to a shared route's reply (`route` = "METHOD /pattern"). */
   decorate?(route: string, reply: RouteReply): RouteReply;
 }
