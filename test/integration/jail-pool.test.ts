@@ -41,7 +41,9 @@ async function until(what: string, fn: () => Promise<boolean>, ms = 30_000) {
     if (await fn()) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`timed out waiting for ${what}`);
+  // Say what the pool and the gateway said (a failed refill backs off 30 s: its error is in the pool view).
+  const pool = gw ? await poolOf(gw, 'busybox').catch(() => undefined) : undefined;
+  throw new Error(`timed out waiting for ${what}; pool ${JSON.stringify(pool)}; gateway stderr: ${gw?.stderr().slice(-2000)}`);
 }
 
 test('jail pool: warms to 4, a create is a pool hit, it refills to 4, SIGINT leaves nothing', async () => {
