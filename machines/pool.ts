@@ -17,8 +17,13 @@ import { asFailure, type BackendKind, type Failure, type Reply } from './types.t
 export interface PoolStats {
   available: number;
   inUse: number;
-  /** Jail pools: the ids of the ready slots. */
-  slots?: string[];
+  /**
+   * Slot pools: what changed, never the whole list. The effect saw the slot list as it was when
+   * it started; meanwhile a TAKE may have handed one out, so a full list would put it back.
+   */
+  made?: string[];
+  /** Slot pools: slots that are no longer parked (destroyed, failed). */
+  gone?: string[];
 }
 
 export interface PoolInput {
@@ -97,12 +102,14 @@ export const poolMachine = setup({
   actions: {
     applyStats: assign(({ context, event }) => {
       const out = (event as unknown as { output: PoolStats }).output;
-      return {
-        available: out.available,
-        inUse: out.inUse,
-        slots: out.slots ?? context.slots,
-        refreshedAt: Date.now(),
-      };
+      if (out.made === undefined && out.gone === undefined) {
+        // A pool the substrate keeps: its counts are the truth.
+        return { available: out.available, inUse: out.inUse, refreshedAt: Date.now() };
+      }
+      const gone = new Set(out.gone ?? []);
+      const kept = context.slots.filter((s) => !gone.has(s));
+      const slots = [...kept, ...(out.made ?? []).filter((s) => !kept.includes(s))];
+      return { available: slots.length, inUse: out.inUse, slots, refreshedAt: Date.now() };
     }),
     replyOk: emit(({ context }) => ({
       type: 'reply',

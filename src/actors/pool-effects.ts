@@ -47,8 +47,7 @@ async function warmSlots(system: System, template: string, backend: string, coun
   };
   await Promise.all(Array.from({ length: Math.min(WARM_CONCURRENCY, Math.max(0, need)) }, worker));
   if (firstError && made.length === 0 && ready.length < count) throw firstError;
-  const all = [...ready, ...made];
-  return { available: all.length, inUse: 0, slots: all };
+  return { available: ready.length + made.length, inUse: 0, made, gone: slots.filter((id) => !ready.includes(id)) };
 }
 
 async function drainSlots(system: System, slots: string[]): Promise<void> {
@@ -85,8 +84,8 @@ export function providePool(backends: Backends) {
       stats: fromPromise<PoolStats, PoolEffectInput>(async ({ input, system, signal }) => {
         const ext = externalOf(input.backend);
         if (!ext) {
-          const slots = standby(system, input.slots);
-          return { available: slots.length, inUse: 0, slots };
+          const ready = standby(system, input.slots);
+          return { available: ready.length, inUse: 0, gone: input.slots.filter((id) => !ready.includes(id)) };
         }
         return externalStats(ext, input.template, signal);
       }),
