@@ -134,18 +134,22 @@ static void parse(void)
 	size_t off = 0;
 	while (cfd >= 0) {
 		struct frame_hdr h;
-		int r = frame_decode_hdr(in + off, in_len - off, &h);
+		const uint8_t *payload;
+		int r = frame_next(in + off, in_len - off, &h, &payload);
 		if (r < 0) {
-			chan_error(h.id, EMSGSIZE, "frame of %u bytes is over the limit of %u", h.len, AGENT_MAX_PAYLOAD);
+			if (h.len > AGENT_MAX_PAYLOAD)
+				chan_error(h.id, EMSGSIZE, "frame of %u bytes is over the limit of %u", h.len, AGENT_MAX_PAYLOAD);
+			else
+				chan_error(h.id, EPROTO, "frame header with reserved bytes set");
 			/* the stream cannot be resynchronised: flush the error, then hang up */
 			if (write(cfd, out + out_off, out_len - out_off) < 0) {
 			}
 			drop();
 			return;
 		}
-		if (r == 0 || in_len - off < AGENT_HEADER + h.len)
+		if (r == 0)
 			break;
-		dispatch(h.type, h.id, in + off + AGENT_HEADER, h.len);
+		dispatch(h.type, h.id, payload, h.len);
 		off += AGENT_HEADER + h.len;
 	}
 	if (cfd < 0)

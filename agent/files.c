@@ -311,17 +311,14 @@ int files_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 		chan_error(id, EEXIST, "stream id %u is in use", id);
 		return 1;
 	}
-	struct rd r;
-	struct cred c;
-	rd_init(&r, b, len);
-	uint32_t arg = 0;
-	if (rd_cred(&r, &c) < 0)
-		goto bad;
-	if (type == AG_FWRITE || type == AG_STAT || type == AG_LIST || type == AG_MKDIR)
-		arg = rd_u32(&r);
-	const char *path = rd_str(&r), *to = type == AG_RENAME ? rd_str(&r) : NULL;
-	if (r.bad || r.off != len || !path[0] || (type == AG_RENAME && !to[0]))
-		goto bad;
+	struct file_req f;
+	if (parse_file_req(type, b, len, &f) < 0) {
+		chan_error(id, EINVAL, "malformed file request (type 0x%02x)", type);
+		return 1;
+	}
+	struct cred c = f.cred;
+	uint32_t arg = f.arg;
+	const char *path = f.path, *to = f.to;
 	if (cred_enter(&c) < 0) {
 		chan_error(id, errno, "cannot act as uid %u: %s", c.uid, strerror(errno));
 		return 1;
@@ -386,9 +383,6 @@ int files_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 	} else if (ok == 0) {
 		chan_error(id, e, "%s: %s", path, strerror(e));
 	}
-	return 1;
-bad:
-	chan_error(id, EINVAL, "malformed file request (type 0x%02x)", type);
 	return 1;
 }
 

