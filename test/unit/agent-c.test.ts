@@ -38,3 +38,11 @@ test('frame decoder unit tests pass under ASan/UBSan', async () => {
   assert.ok(Number(m[1]) > 100, `only ${m[1]} checks ran`);
   assert.equal(m[2], '0');
 });
+
+// Deterministic: fixed seeds, a fixed number of mutated streams (about a second each).
+for (const seed of [1, 20261202]) {
+  test(`frame parser fuzz run, seed ${seed}: no sanitizer report, no broken invariant`, async () => {
+    const { stdout } = await make('fuzz', `SEED=${seed}`, 'ITERS=150000');
+    assert.match(stdout, new RegExp(`fuzz_frame: seed ${seed}, 150000 inputs, no crash`));
+  });
+}
