@@ -161,6 +161,8 @@ static void parse(void)
 static void on_conn(void *ctx, int fd, short rev)
 {
 	(void)ctx;
+	if (fd != cfd)
+		return; /* polled for a connection that a newer one replaced earlier in this round */
 	if (rev & POLLOUT) {
 		ssize_t n = send(fd, out + out_off, out_len - out_off, MSG_NOSIGNAL);
 		if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -192,6 +194,23 @@ static void on_conn(void *ctx, int fd, short rev)
 			in_len += (size_t)n;
 			parse();
 		}
+	}
+}
+
+/* Buffers grown by a burst are returned to the kernel once idle (RSS is paid per sandbox). */
+int chan_holding(void) { return out_cap > 64 * 1024 || in_cap > 0; }
+
+void chan_trim(void)
+{
+	if (out_off == out_len) {
+		free(out);
+		out = NULL;
+		out_cap = out_off = out_len = 0;
+	}
+	if (in_len == 0) {
+		free(in);
+		in = NULL;
+		in_cap = 0;
 	}
 }
 

@@ -1,5 +1,7 @@
 /* Commands: fork, own session and process group, pipes or a PTY, output under credit, stdin with
- * acknowledgements, resize, signals to the group, exit reported once after the output has ended. */
+ * acknowledgements, resize, signals to the group, exit reported once after the output has ended.
+ * A command outlives the connection that started it: it is detached (its output waits in its pipe,
+ * nothing is reported) until a later connection ATTACHes it by id. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -29,27 +31,35 @@ struct proc {
 	size_t inlen;
 	int close_in;         /* STDIN_CLOSE received: close once inbuf drained */
 	int reaped, status;
-	int orphan;           /* the connection that started it is gone: report nothing */
+	int detached;         /* the connection that started or attached it is gone: report nothing */
 	int dead;             /* unlinked; freed at the next poll round (a callback may still hold it) */
 };
 
 static struct proc *procs, *graveyard;
 static struct start_req req; /* large: static, used only inside proc_start */
 
+/* Commands that still have something to tell the connected gateway. */
 int proc_count(void)
 {
 	int n = 0;
 	for (struct proc *p = procs; p; p = p->next)
-		n++;
+		n += !p->detached;
 	return n;
 }
 
-static struct proc *find(uint32_t id)
+static struct proc *find_any(uint32_t id)
 {
 	for (struct proc *p = procs; p; p = p->next)
-		if (!p->orphan && p->id == id)
+		if (p->id == id)
 			return p;
 	return NULL;
+}
+
+/* A command of this connection (started or attached by it). */
+static struct proc *find(uint32_t id)
+{
+	struct proc *p = find_any(id);
+	return p && !p->detached ? p : NULL;
 }
 
 static void xclose(int *fd)
@@ -138,7 +148,7 @@ void proc_start(uint32_t id, const uint8_t *payload, size_t len)
 		chan_error(id, EINVAL, "malformed START frame");
 		return;
 	}
-	if (id == 0 || find(id)) {
+	if (id == 0 || find_any(id)) {
 		chan_error(id, EEXIST, "process id %u is in use", id);
 		return;
 	}
@@ -235,9 +245,9 @@ static void unlink_proc(struct proc *p)
 /* Exit is reported once: after the command was reaped and its output streams have ended. */
 static void maybe_finish(struct proc *p)
 {
-	if (!p->reaped || p->out[0] >= 0 || p->out[1] >= 0)
+	if (!p->reaped || p->out[0] >= 0 || p->out[1] >= 0 || p->detached)
 		return;
-	if (!p->orphan) {
+	{
 		uint8_t b[8];
 		int code = WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
 		int sig = WIFSIGNALED(p->status) ? WTERMSIG(p->status) : 0;
@@ -281,7 +291,8 @@ static void on_out(void *ctx, int fd, short rev)
 {
 	struct proc *p = ctx;
 	(void)rev;
-	if (p->dead || (fd != p->out[0] && fd != p->out[1]))
+	/* detached or gone since this round's poll set was made (its connection was replaced) */
+	if (p->dead || p->detached || (fd != p->out[0] && fd != p->out[1]))
 		return;
 	int i = fd == p->out[0] ? 0 : 1;
 	if (!pump(p, i)) {
@@ -332,7 +343,7 @@ static void on_in(void *ctx, int fd, short rev)
 	struct proc *p = ctx;
 	(void)fd;
 	(void)rev;
-	if (!p->dead)
+	if (!p->dead && !p->detached)
 		flush_stdin(p);
 }
 
@@ -345,7 +356,7 @@ void proc_poll(void)
 	}
 	for (struct proc *p = procs, *next; p; p = next) {
 		next = p->next;
-		if (p->orphan)
+		if (p->detached)
 			continue;
 		if (p->pty && p->reaped) {
 			/* leader gone: drain what the terminal still holds; EAGAIN then means "over" */
@@ -368,6 +379,44 @@ void proc_poll(void)
 	}
 }
 
+static void attach(uint32_t id)
+{
+	struct proc *p = find_any(id);
+	if (!p) {
+		chan_error(id, ESRCH, "no process %u", id);
+		return;
+	}
+	if (!p->detached) {
+		chan_error(id, EALREADY, "process %u is attached to this connection", id);
+		return;
+	}
+	/* a fresh window: what the previous connection had not acknowledged is its own loss */
+	p->detached = 0;
+	p->win[0] = AGENT_WINDOW;
+	p->win[1] = p->pty ? 0 : AGENT_WINDOW;
+	uint8_t b[8];
+	put_u32(b, (uint32_t)p->pid);
+	put_u32(b + 4, (uint32_t)(p->pty ? AG_PF_PTY : 0) | (p->reaped ? AG_PF_EXITED : 0));
+	chan_send(AG_OK, id, b, sizeof b, NULL, 0);
+	maybe_finish(p);
+}
+
+static void list_procs(uint32_t id)
+{
+	size_t n = 0;
+	for (struct proc *p = procs; p; p = p->next)
+		n++;
+	if (n > AGENT_MAX_PAYLOAD / 12)
+		n = AGENT_MAX_PAYLOAD / 12;
+	uint8_t *b = chan_reserve(n * 12), *q = b;
+	for (struct proc *p = procs; p && (size_t)(q - b) < n * 12; p = p->next, q += 12) {
+		put_u32(q, p->id);
+		put_u32(q + 4, (uint32_t)p->pid);
+		put_u32(q + 8, (uint32_t)(p->pty ? AG_PF_PTY : 0) | (p->reaped ? AG_PF_EXITED : 0) | (p->detached ? AG_PF_DETACHED : 0));
+	}
+	chan_commit(AG_OK, id, n * 12);
+}
+
 static void deliver(struct proc *p, int sig)
 {
 	pid_t pg = p->pid;
@@ -382,9 +431,14 @@ static void deliver(struct proc *p, int sig)
 
 int proc_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 {
+	if (type == AG_ATTACH)
+		return attach(id), 1;
+	if (type == AG_PROCS)
+		return list_procs(id), 1;
 	if (type != AG_STDIN && type != AG_STDIN_CLOSE && type != AG_RESIZE && type != AG_SIGNAL && type != AG_CREDIT)
 		return 0;
-	struct proc *p = find(id);
+	/* a signal may go to a detached command too (the gateway can stop one it does not attach) */
+	struct proc *p = type == AG_SIGNAL ? find_any(id) : find(id);
 	struct rd r;
 	rd_init(&r, b, len);
 	if (!p) {
@@ -450,25 +504,11 @@ int proc_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 	return 0;
 }
 
-/* The gateway went away: hang up on its commands (like a terminal would) and report nothing more. */
+/* The gateway went away: its commands go on, detached, until a later connection attaches them. */
 void proc_disconnect(void)
 {
-	for (struct proc *p = procs, *next; p; p = next) {
-		next = p->next;
-		if (p->orphan)
-			continue;
-		p->orphan = 1;
-		if (!p->reaped)
-			kill(-p->pid, SIGHUP);
-		xclose(&p->in);
-		xclose(&p->out[0]);
-		xclose(&p->out[1]);
-		free(p->inbuf);
-		p->inbuf = NULL;
-		p->inlen = 0;
-		if (p->reaped)
-			unlink_proc(p);
-	}
+	for (struct proc *p = procs; p; p = p->next)
+		p->detached = 1;
 }
 
 void proc_signal_all(int sig)

@@ -50,6 +50,8 @@ enum agent_type {
 	AG_CANCEL = 0x18,      /* - : ends a watch / file read / file write with id -> OK */
 	AG_STATS = 0x19,       /* - -> STATS */
 	AG_PING = 0x1a,        /* - -> OK */
+	AG_ATTACH = 0x1b,      /* - : take over a detached process -> OK u32 pid, u32 flags; then its output, EXIT */
+	AG_PROCS = 0x1c,       /* - -> OK {u32 id, u32 pid, u32 flags}* ; flags: AG_PF_* */
 
 	/* agent -> gateway */
 	AG_HELLO = 0x80,   /* u32 version, u32 pid, "coppice-agent"\0 */
@@ -66,6 +68,8 @@ enum agent_type {
 	AG_EVENT = 0x95,   /* u32 kind (AG_EV_*), name\0 (relative to the watched dir) */
 	AG_STATS_REPLY = 0x96, /* u64 cpu_usec, user_usec, system_usec, mem_current, mem_max (0 = none) */
 };
+
+enum agent_proc_flags { AG_PF_PTY = 1, AG_PF_EXITED = 2, AG_PF_DETACHED = 4 };
 
 enum agent_event { AG_EV_CREATE = 1, AG_EV_WRITE = 2, AG_EV_REMOVE = 3, AG_EV_RENAME = 4, AG_EV_CHMOD = 5 };
 
