@@ -105,26 +105,34 @@ int send_entry(uint32_t id, const char *path, int follow)
 	return 0;
 }
 
-static void list_dir(uint32_t id, const char *dir, unsigned depth)
+/* Entries under dir, depth levels down; -1 once *budget entries have been sent (more were left). */
+static int list_dir(uint32_t id, const char *dir, unsigned depth, unsigned *budget)
 {
 	DIR *d = opendir(dir);
 	if (!d)
-		return;
+		return 0;
 	struct dirent *e;
-	while ((e = readdir(d))) {
+	int r = 0;
+	while (r == 0 && (e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
 		char path[PATH_MAX];
 		int n = snprintf(path, sizeof path, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
 		if (n < 0 || (size_t)n >= sizeof path)
 			continue;
+		if (*budget == 0) {
+			r = -1;
+			break;
+		}
 		if (send_entry(id, path, 0) < 0)
 			continue;
+		--*budget;
 		struct stat st;
 		if (depth > 1 && lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-			list_dir(id, path, depth - 1);
+			r = list_dir(id, path, depth - 1, budget);
 	}
 	closedir(d);
+	return r;
 }
 
 static int mkdir_p(const char *path, mode_t mode, int *created)
@@ -327,11 +335,17 @@ int files_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 	struct stat st;
 	switch (type) {
 	case AG_FREAD: {
-		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-		if (fd >= 0 && (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode))) {
+		/* regular files only: a FIFO or a device would block the one thread or never end */
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		if (fd >= 0 && fstat(fd, &st) < 0) {
+			int e = errno;
 			close(fd);
 			fd = -1;
-			errno = EISDIR;
+			errno = e;
+		} else if (fd >= 0 && !S_ISREG(st.st_mode)) {
+			close(fd);
+			fd = -1;
+			errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
 		}
 		struct stream *n = fd >= 0 ? calloc(1, sizeof *n) : NULL;
 		if (n) {
@@ -355,10 +369,16 @@ int files_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 		ok = send_entry(id, path, arg == 0) == 0 ? 2 : 0;
 		break;
 	case AG_LIST:
-		if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+		if (arg > AGENT_MAX_DEPTH) {
+			errno = EINVAL;
+		} else if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode)) {
 			errno = ENOTDIR;
-		else if (access(path, R_OK | X_OK) == 0) {
-			list_dir(id, path, arg ? arg : 1);
+		} else if (access(path, R_OK | X_OK) == 0) {
+			unsigned budget = AGENT_MAX_ENTRIES;
+			if (list_dir(id, path, arg ? arg : 1, &budget) < 0) {
+				errno = E2BIG; /* the entries sent so far, then the ERROR */
+				break;
+			}
 			chan_send(AG_FEND, id, NULL, 0, NULL, 0);
 			ok = 2;
 		}

@@ -26,6 +26,9 @@
 #define AGENT_MAX_PAYLOAD (1u << 20)
 #define AGENT_MAX_GROUPS 64
 #define AGENT_MAX_ARGS 4096
+/* LIST depth and recursive WATCH depth limits; LIST answers at most AGENT_MAX_ENTRIES entries. */
+#define AGENT_MAX_DEPTH 64
+#define AGENT_MAX_ENTRIES 100000
 /* Initial output window per stream (bytes the agent may send before a CREDIT). */
 #define AGENT_WINDOW (256u * 1024u)
 /* Largest single output / file-data chunk the agent sends. */
@@ -42,7 +45,7 @@ enum agent_type {
 	AG_FREAD = 0x10,       /* cred, path\0 -> FDATA* FEND | ERROR (credit-controlled) */
 	AG_FWRITE = 0x11,      /* cred, u32 mode (0: keep existing or 0666&~022), path\0 -> OK; then FDATA*, FEND -> ENTRY */
 	AG_STAT = 0x12,        /* cred, u32 nofollow, path\0 -> ENTRY | ERROR */
-	AG_LIST = 0x13,        /* cred, u32 depth, path\0 -> ENTRY* FEND | ERROR */
+	AG_LIST = 0x13,        /* cred, u32 depth (<= MAX_DEPTH), path\0 -> ENTRY* FEND | ENTRY* ERROR */
 	AG_MKDIR = 0x14,       /* cred, u32 mode, path\0 (mkdir -p) -> OK u32 created */
 	AG_RENAME = 0x15,      /* cred, from\0 to\0 -> OK */
 	AG_REMOVE = 0x16,      /* cred, path\0 (recursive) -> OK */

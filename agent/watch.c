@@ -34,6 +34,11 @@ static int add_mark(uint32_t id, int recursive, const struct cred *c, const char
 
 static void add_tree(uint32_t id, const struct cred *c, const char *abs, const char *rel)
 {
+	unsigned depth = *rel ? 1 : 0;
+	for (const char *q = rel; *q; q++)
+		depth += *q == '/';
+	if (depth >= AGENT_MAX_DEPTH)
+		return; /* deeper directories are not watched (and the recursion stays bounded) */
 	DIR *d = opendir(abs);
 	if (!d)
 		return;

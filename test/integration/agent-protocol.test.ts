@@ -267,6 +267,11 @@ describe('coppice-agent protocol', () => {
     assert.equal(existsSync(join(work, 'files')), false);
     await assert.rejects(client.readFileBuffer(join(work, 'nope'), me), (e: AgentError) => e.errno === 'ENOENT');
     await assert.rejects(client.list(join(work, 'nope'), { cred: me }), (e: AgentError) => e.errno === 'ENOENT');
+    await assert.rejects(client.list(work, { cred: me, depth: 65 }), (e: AgentError) => e.errno === 'EINVAL');
+    // a FIFO would block the agent's one thread: only regular files are read
+    await promisify(execFile)('mkfifo', [join(work, 'fifo')]);
+    await assert.rejects(client.readFileBuffer(join(work, 'fifo'), me), (e: AgentError) => e.errno === 'EINVAL');
+    await assert.rejects(client.readFileBuffer(work, me), (e: AgentError) => e.errno === 'EISDIR');
   });
 
   test('files: a symlink is followed by read and stat, listed as a link', async () => {
@@ -320,10 +325,16 @@ describe('coppice-agent protocol', () => {
     await client.ping(); // the CANCEL was answered and the connection is fine
   });
 
-  test('stats answer with numbers', async () => {
+  test('stats: the cgroup counters the agent sees at /sys/fs/cgroup (v2, or v1 controllers)', async (t) => {
+    const read = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8') : '');
+    const v2 = /^usage_usec (\d+)$/m.exec(read('/sys/fs/cgroup/cpu.stat'));
+    const v1 = /^(\d+)/.exec(read('/sys/fs/cgroup/cpuacct/cpuacct.usage'));
+    const cpuBefore = v2 ? BigInt(v2[1]) : v1 ? BigInt(v1[1]) / 1000n : null;
     const s = await client.stats();
-    assert.equal(typeof s.cpuUsec, 'bigint');
-    assert.equal(typeof s.memMax, 'bigint');
+    if (cpuBefore === null) return t.skip('no cgroup cpu accounting here');
+    assert.ok(s.cpuUsec >= cpuBefore, `cpu ${s.cpuUsec} < ${cpuBefore} read just before`);
+    assert.ok(s.userUsec > 0n && s.systemUsec > 0n);
+    if (!v2) assert.ok(s.memCurrent > 0n, 'memory.usage_in_bytes');
   });
 
   test('bad input is refused before anything is sent', () => {
