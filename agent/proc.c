@@ -30,6 +30,7 @@ struct proc {
 	uint8_t *inbuf;
 	size_t inlen;
 	int close_in;         /* STDIN_CLOSE received: close once inbuf drained */
+	int hup;              /* pty: every slave fd is closed but the command is not reaped yet */
 	int reaped, status;
 	int detached;         /* the connection that started or attached it is gone: report nothing */
 	int dead;             /* unlinked; freed at the next poll round (a callback may still hold it) */
@@ -296,6 +297,12 @@ static void on_out(void *ctx, int fd, short rev)
 		return;
 	int i = fd == p->out[0] ? 0 : 1;
 	if (!pump(p, i)) {
+		/* Closing a pty master hangs the terminal up: SIGHUP to a session leader that closed its
+		 * fds but has not exited yet (cat does that). Keep it open, unpolled, until the reap. */
+		if (p->pty && !p->reaped) {
+			p->hup = 1;
+			return;
+		}
 		xclose(&p->out[i]);
 		maybe_finish(p);
 	}
@@ -371,7 +378,7 @@ void proc_poll(void)
 			continue;
 		}
 		for (int i = 0; i < 2; i++)
-			if (p->out[i] >= 0 && p->win[i] > 0 && chan_room())
+			if (p->out[i] >= 0 && p->win[i] > 0 && chan_room() && !p->hup)
 				ps_add(p->out[i], POLLIN, on_out, p);
 		int in = p->pty ? p->out[0] : p->in;
 		if (p->inlen > 0 && in >= 0)

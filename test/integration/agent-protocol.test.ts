@@ -81,6 +81,20 @@ function childrenOf(pid: number): number[] {
   }
 }
 
+/** The pid of pid's child running `comm`, once it runs it (past fork, past exec: signals now hit it). */
+async function childRunning(pid: number, comm: string): Promise<number> {
+  for (;;) {
+    for (const k of childrenOf(pid)) {
+      try {
+        if (readFileSync(`/proc/${k}/comm`, 'utf8').trim() === comm) return k;
+      } catch {
+        /* gone already */
+      }
+    }
+    await sleep(5);
+  }
+}
+
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -183,14 +197,13 @@ describe('coppice-agent protocol', () => {
   test("SIGINT reaches the whole process group: sh -c 'sleep 20; echo after' stops, no 'after'", { timeout: 10_000 }, async () => {
     const p = client.exec(sh('sleep 20; echo after'));
     const pid = await p.started;
-    let kids: number[] = [];
-    while (!(kids = childrenOf(pid)).length) await sleep(5); // sleep is running
+    const sleeper = await childRunning(pid, 'sleep');
     p.kill('SIGINT');
     const r = await collect(p);
     assert.deepEqual(r.exit, { exitCode: null, signal: 'SIGINT' });
     assert.equal(r.out, '');
     // the sleep got it too (same group): it is not left running for 20 s
-    while (alive(kids[0])) await sleep(5);
+    while (alive(sleeper)) await sleep(5);
   });
 
   test('a second SIGINT is a SIGINT again, never an escalation', async () => {
@@ -232,11 +245,11 @@ describe('coppice-agent protocol', () => {
     await cat.started;
     cat.stdin.end('abc\n');
     const r = await collect(cat);
-    assert.equal(r.exit.exitCode, 0);
+    assert.deepEqual({ exit: r.exit, out: r.out }, { exit: { exitCode: 0, signal: null }, out: 'abc\r\nabc\r\n' });
     assert.match(r.out, /abc/);
     const shell = client.exec(sh('sleep 30; echo after', { pty: { cols: 80, rows: 24 } }));
     const pid = await shell.started;
-    while (!childrenOf(pid).length) await sleep(5);
+    await childRunning(pid, 'sleep');
     shell.kill('SIGINT');
     const s = await collect(shell);
     assert.equal(s.exit.signal, 'SIGINT');
