@@ -29,6 +29,7 @@ void chan_commit(uint8_t type, uint32_t id, size_t len);
 int chan_room(void);
 void chan_setup(int listen_fd);
 int chan_holding(void);
+void chan_flush(void);
 void chan_trim(void);
 void chan_poll(void);
 void dispatch(uint8_t type, uint32_t id, const uint8_t *p, size_t len); /* main.c */

@@ -197,6 +197,21 @@ static void on_conn(void *ctx, int fd, short rev)
 	}
 }
 
+/* Before exiting: what is queued (the last EXITs) goes out, waiting at most a second for the reader. */
+void chan_flush(void)
+{
+	while (cfd >= 0 && out_off < out_len) {
+		ssize_t n = send(cfd, out + out_off, out_len - out_off, MSG_NOSIGNAL);
+		if (n > 0) {
+			out_off += (size_t)n;
+			continue;
+		}
+		struct pollfd p = {.fd = cfd, .events = POLLOUT};
+		if ((n < 0 && errno != EAGAIN && errno != EINTR) || poll(&p, 1, 1000) <= 0)
+			return;
+	}
+}
+
 /* Buffers grown by a burst are returned to the kernel once idle (RSS is paid per sandbox). */
 int chan_holding(void) { return out_cap > 64 * 1024 || in_cap > 0; }
 

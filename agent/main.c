@@ -192,8 +192,10 @@ int main(int argc, char **argv)
 			pid_t pid;
 			while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
 				proc_reaped(pid, st);
-			if (pid < 0 && errno == ECHILD && proc_count() == 0)
+			if (pid < 0 && errno == ECHILD && proc_count() == 0) {
+				chan_flush();
 				return 0;
+			}
 		}
 		/* idle for IDLE_TRIM_MS with buffers a burst left behind: give them back */
 		int timeout = busy ? 0 : chan_holding() ? IDLE_TRIM_MS : -1;
