@@ -134,6 +134,32 @@ async function main(): Promise<void> {
         rows.runcPy!.push(await viaRunc(py));
       }
     }
+    // bulk output: the same bytes through the agent's channel and through runc exec's pipe
+    const MB = 256;
+    const streamAgent = async () => {
+      const t = performance.now();
+      const p = client!.exec({ argv: ['head', '-c', `${MB}M`, '/dev/zero'], env: ['PATH=/usr/bin:/bin'] });
+      let n = 0;
+      p.stdout.on('data', (c: Buffer) => (n += c.length));
+      await p.exited;
+      if (n !== MB << 20) throw new Error(`agent stream: ${n} bytes`);
+      return (MB / (performance.now() - t)) * 1000;
+    };
+    const streamRunc = () =>
+      new Promise<number>((resolve, reject) => {
+        const t = performance.now();
+        const p = spawn('runc', ['exec', container, 'head', '-c', `${MB}M`, '/dev/zero'], { stdio: ['ignore', 'pipe', 'ignore'] });
+        let n = 0;
+        p.stdout.on('data', (c: Buffer) => (n += c.length));
+        p.on('error', reject);
+        p.on('close', () => (n === MB << 20 ? resolve((MB / (performance.now() - t)) * 1000) : reject(new Error(`runc stream: ${n} bytes`))));
+      });
+    const mbs = { agent: [] as number[], runc: [] as number[] };
+    for (let i = 0; i < 3; i++) {
+      mbs.agent.push(await streamAgent());
+      mbs.runc.push(await streamRunc());
+    }
+
     const status = readFileSync(`/proc/${initPid}/status`, 'utf8');
     const rss = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1]);
     const pss = Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${initPid}/smaps_rollup`, 'utf8'))?.[1]);
@@ -149,6 +175,7 @@ async function main(): Promise<void> {
       console.log(line("runc exec <c> python3 -c 'print(1)'", rows.runcPy!));
     }
     console.log(line('agent: files write + read 1 KB', rows.files!));
+    console.log(`stream ${MB} MB of stdout into node: agent ${fmt(median(mbs.agent))} MB/s, runc exec pipe ${fmt(median(mbs.runc))} MB/s (median of 3)`);
     console.log(`agent as PID 1: VmRSS ${rss} kB (RssAnon ${anon} kB, Pss ${pss} kB; the binary's file pages are shared by every sandbox using the one installed binary)`);
   } finally {
     await cleanup();
