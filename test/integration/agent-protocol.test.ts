@@ -120,6 +120,38 @@ after(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
+describe('frame codec (client side)', () => {
+  test('frames split at every byte boundary come out whole and in order', () => {
+    const stream = Buffer.concat([
+      encodeHeader(T.STDOUT, 7, 3),
+      Buffer.from('abc'),
+      encodeHeader(T.EXIT, 7, 8),
+      Buffer.alloc(8),
+      encodeHeader(T.OK, 0xffffffff, 0),
+    ]);
+    for (let step = 1; step <= stream.length; step++) {
+      const d = new FrameDecoder();
+      const got: Frame[] = [];
+      for (let off = 0; off < stream.length; off += step) got.push(...d.push(stream.subarray(off, off + step)));
+      assert.deepEqual(
+        got.map((f) => [f.type, f.id, f.payload.toString('hex')]),
+        [[T.STDOUT, 7, '616263'], [T.EXIT, 7, '0000000000000000'], [T.OK, 0xffffffff, '']],
+        `step ${step}`,
+      );
+    }
+  });
+
+  test('a frame over the limit or with reserved bytes set is a protocol error', () => {
+    const big = encodeHeader(T.STDOUT, 1, 0);
+    big.writeUInt32LE(protocol.MAX_PAYLOAD + 1, 0);
+    assert.throws(() => new FrameDecoder().push(big), /limit/);
+    const reserved = encodeHeader(T.STDOUT, 1, 0);
+    reserved[6] = 1;
+    assert.throws(() => new FrameDecoder().push(reserved), /reserved/);
+    assert.throws(() => encodeHeader(T.STDIN, 1, protocol.MAX_PAYLOAD + 1), RangeError);
+  });
+});
+
 describe('coppice-agent protocol', () => {
   let agent: RunningAgent;
   let client: AgentClient;
@@ -342,6 +374,55 @@ describe('coppice-agent protocol', () => {
     await until('remove:g');
     w.close();
     await client.ping(); // the CANCEL was answered and the connection is fine
+  });
+
+  test('files: a failed source and a cancelled read leave nothing behind', async () => {
+    const dir = join(work, 'cancel');
+    mkdirSync(dir);
+    async function* failing() {
+      yield Buffer.alloc(100_000, 1);
+      throw new Error('source broke');
+    }
+    await assert.rejects(client.writeFile(join(dir, 'half'), failing(), { cred: me }), /source broke/);
+    await client.ping(); // the CANCEL has been handled by now (frames are processed in order)
+    assert.deepEqual(await client.list(dir, { cred: me }), [], 'a temporary file was left');
+    writeFileSync(join(dir, 'big'), randomBytes(4 << 20));
+    const r = client.readFile(join(dir, 'big'), me);
+    await new Promise<void>((resolve) => r.once('data', () => resolve()));
+    r.destroy();
+    await client.ping();
+    assert.equal((await client.readFileBuffer(join(dir, 'big'), me)).length, 4 << 20);
+  });
+
+  test('files: mkdir through a file, remove of a link to a directory', async () => {
+    const dir = join(work, 'edge');
+    mkdirSync(join(dir, 'real'), { recursive: true });
+    writeFileSync(join(dir, 'file'), '');
+    await assert.rejects(client.mkdir(join(dir, 'file', 'sub'), { cred: me }), (e: AgentError) => e.errno === 'ENOTDIR');
+    writeFileSync(join(dir, 'real', 'keep'), 'k');
+    const { symlinkSync } = await import('node:fs');
+    symlinkSync(join(dir, 'real'), join(dir, 'link'));
+    await client.remove(join(dir, 'link'), { cred: me });
+    assert.equal(readFileSync(join(dir, 'real', 'keep'), 'utf8'), 'k', 'remove followed the link');
+    assert.equal(existsSync(join(dir, 'link')), false);
+  });
+
+  test('watch, recursive: a new subdirectory is watched as it appears', async () => {
+    const dir = join(work, 'rwatch');
+    mkdirSync(join(dir, 'old'), { recursive: true });
+    const w = await client.watch(dir, { cred: me, recursive: true });
+    const seen: string[] = [];
+    w.on('event', (e) => seen.push(`${e.kind}:${e.name}`));
+    const until = async (x: string) => {
+      while (!seen.includes(x)) await sleep(5);
+    };
+    writeFileSync(join(dir, 'old', 'a'), 'a');
+    await until('create:old/a');
+    mkdirSync(join(dir, 'new'));
+    await until('create:new'); // the agent watches a new directory before it reports it
+    writeFileSync(join(dir, 'new', 'b'), 'b');
+    await until('create:new/b');
+    w.close();
   });
 
   test('stats: the cgroup counters the agent sees at /sys/fs/cgroup (v2, or v1 controllers)', async (t) => {
