@@ -493,7 +493,7 @@ for (const build of ['static', 'asan'] as const) {
 const bin = () => (build === 'asan' ? asanBinary : binary);
 
 describe(`coppice-agent termination (${build} build)`, () => {
-  test('SIGTERM: passed on to the commands, their exits reported, then the agent exits 0', async () => {
+  test('SIGTERM: passed on to the commands, their exits reported, then the agent exits 0', { timeout: 10_000 }, async () => {
     const agent = await startAgent(`term-${build}`, bin());
     const c = await connect(agent);
     const p = c.exec(sh('sleep 30 & wait'));
@@ -503,7 +503,8 @@ describe(`coppice-agent termination (${build} build)`, () => {
     assert.deepEqual(await p.exited, { exitCode: null, signal: 'SIGTERM' });
     // 0 also says a sanitizer build found no leak at exit
     assert.equal(await gone, 0);
-    assert.ok(!alive(sleeper), 'the command group outlived the agent');
+    // the background sleep got the SIGTERM too (it is not the agent's child: it may die a moment later)
+    while (alive(sleeper)) await sleep(5);
   });
 });
 
