@@ -28,6 +28,9 @@ uint8_t *chan_reserve(size_t max);
 void chan_commit(uint8_t type, uint32_t id, size_t len);
 int chan_room(void);
 void chan_setup(int listen_fd);
+int chan_holding(void);
+void chan_flush(void);
+void chan_trim(void);
 void chan_poll(void);
 void dispatch(uint8_t type, uint32_t id, const uint8_t *p, size_t len); /* main.c */
 
@@ -46,7 +49,15 @@ void cred_leave(void);
 int files_frame(uint8_t type, uint32_t id, const uint8_t *p, size_t len);
 void files_poll(void);
 void files_disconnect(void);
+
+/* fsops.c (errno-style results) */
+struct FTW;
+struct stat;
 int send_entry(uint32_t id, const char *path, int follow);
+int list_dir(uint32_t id, const char *dir, unsigned depth, unsigned *budget);
+int mkdir_p(const char *path, mode_t mode, int *created);
+int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw);
+int write_target(const char *path, char *out, size_t cap);
 
 /* watch.c */
 int watch_frame(uint8_t type, uint32_t id, const uint8_t *p, size_t len);

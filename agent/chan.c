@@ -134,18 +134,22 @@ static void parse(void)
 	size_t off = 0;
 	while (cfd >= 0) {
 		struct frame_hdr h;
-		int r = frame_decode_hdr(in + off, in_len - off, &h);
+		const uint8_t *payload;
+		int r = frame_next(in + off, in_len - off, &h, &payload);
 		if (r < 0) {
-			chan_error(h.id, EMSGSIZE, "frame of %u bytes is over the limit of %u", h.len, AGENT_MAX_PAYLOAD);
+			if (h.len > AGENT_MAX_PAYLOAD)
+				chan_error(h.id, EMSGSIZE, "frame of %u bytes is over the limit of %u", h.len, AGENT_MAX_PAYLOAD);
+			else
+				chan_error(h.id, EPROTO, "frame header with reserved bytes set");
 			/* the stream cannot be resynchronised: flush the error, then hang up */
 			if (write(cfd, out + out_off, out_len - out_off) < 0) {
 			}
 			drop();
 			return;
 		}
-		if (r == 0 || in_len - off < AGENT_HEADER + h.len)
+		if (r == 0)
 			break;
-		dispatch(h.type, h.id, in + off + AGENT_HEADER, h.len);
+		dispatch(h.type, h.id, payload, h.len);
 		off += AGENT_HEADER + h.len;
 	}
 	if (cfd < 0)
@@ -157,6 +161,8 @@ static void parse(void)
 static void on_conn(void *ctx, int fd, short rev)
 {
 	(void)ctx;
+	if (fd != cfd)
+		return; /* polled for a connection that a newer one replaced earlier in this round */
 	if (rev & POLLOUT) {
 		ssize_t n = send(fd, out + out_off, out_len - out_off, MSG_NOSIGNAL);
 		if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -188,6 +194,38 @@ static void on_conn(void *ctx, int fd, short rev)
 			in_len += (size_t)n;
 			parse();
 		}
+	}
+}
+
+/* Before exiting: what is queued (the last EXITs) goes out, waiting at most a second for the reader. */
+void chan_flush(void)
+{
+	while (cfd >= 0 && out_off < out_len) {
+		ssize_t n = send(cfd, out + out_off, out_len - out_off, MSG_NOSIGNAL);
+		if (n > 0) {
+			out_off += (size_t)n;
+			continue;
+		}
+		struct pollfd p = {.fd = cfd, .events = POLLOUT};
+		if ((n < 0 && errno != EAGAIN && errno != EINTR) || poll(&p, 1, 1000) <= 0)
+			return;
+	}
+}
+
+/* Buffers grown by a burst are returned to the kernel once idle (RSS is paid per sandbox). */
+int chan_holding(void) { return out_cap > 64 * 1024 || in_cap > 0; }
+
+void chan_trim(void)
+{
+	if (out_off == out_len) {
+		free(out);
+		out = NULL;
+		out_cap = out_off = out_len = 0;
+	}
+	if (in_len == 0) {
+		free(in);
+		in = NULL;
+		in_cap = 0;
 	}
 }
 

@@ -1,7 +1,6 @@
 /* File operations, done by the agent itself inside the sandbox's mount namespace and root, with
  * the calling user's fsuid/fsgid and groups (so permissions and symlinks resolve exactly as they
  * would for that user's own processes; the kernel drops our fs capabilities while fsuid != 0). */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -76,133 +75,6 @@ static void end_stream(struct stream *s, int discard)
 	free(s->tmp);
 	free(s->target);
 	free(s);
-}
-
-/* ENTRY for path (lstat unless follow); errno-style result. */
-int send_entry(uint32_t id, const char *path, int follow)
-{
-	struct stat st;
-	if ((follow ? stat(path, &st) : lstat(path, &st)) < 0)
-		return -1;
-	char target[PATH_MAX] = "";
-	if (S_ISLNK(st.st_mode)) {
-		ssize_t n = readlink(path, target, sizeof target - 1);
-		target[n > 0 ? n : 0] = 0;
-	}
-	uint8_t f[AG_ENTRY_FIXED] = {0};
-	f[0] = S_ISREG(st.st_mode) ? 'f' : S_ISDIR(st.st_mode) ? 'd' : S_ISLNK(st.st_mode) ? 'l' : 'o';
-	put_u32(f + 4, st.st_mode & 07777);
-	put_u32(f + 8, st.st_uid);
-	put_u32(f + 12, st.st_gid);
-	put_u64(f + 16, (uint64_t)st.st_size);
-	put_u64(f + 24, (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec);
-	size_t pl = strlen(path) + 1, tl = strlen(target) + 1;
-	uint8_t *p = chan_reserve(sizeof f + pl + tl);
-	memcpy(p, f, sizeof f);
-	memcpy(p + sizeof f, path, pl);
-	memcpy(p + sizeof f + pl, target, tl);
-	chan_commit(AG_ENTRY, id, sizeof f + pl + tl);
-	return 0;
-}
-
-static void list_dir(uint32_t id, const char *dir, unsigned depth)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		char path[PATH_MAX];
-		int n = snprintf(path, sizeof path, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
-		if (n < 0 || (size_t)n >= sizeof path)
-			continue;
-		if (send_entry(id, path, 0) < 0)
-			continue;
-		struct stat st;
-		if (depth > 1 && lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-			list_dir(id, path, depth - 1);
-	}
-	closedir(d);
-}
-
-static int mkdir_p(const char *path, mode_t mode, int *created)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(path);
-	if (n >= sizeof buf) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(buf, path, n + 1);
-	*created = 0;
-	if (buf[0] != '/' || buf[1] == 0)
-		return buf[0] == '/' ? 0 : (errno = EINVAL, -1);
-	for (char *p = buf + 1;; p++) {
-		if (*p == '/' || *p == 0) {
-			char c = *p;
-			*p = 0;
-			if (mkdir(buf, mode) == 0) {
-				*created = 1;
-			} else {
-				struct stat st;
-				if (errno != EEXIST || stat(buf, &st) < 0)
-					return -1;
-				if (!S_ISDIR(st.st_mode)) {
-					errno = ENOTDIR;
-					return -1;
-				}
-				*created = 0;
-			}
-			*p = c;
-			if (!c)
-				return 0;
-			while (p[1] == '/')
-				p++;
-			if (!p[1])
-				return 0;
-		}
-	}
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? -1 : 0;
-}
-
-/* Where a write really lands: a symlink at the path is followed (as the user would writing to it). */
-static int write_target(const char *path, char *out, size_t cap)
-{
-	char cur[PATH_MAX];
-	snprintf(cur, sizeof cur, "%s", path);
-	for (int hops = 0; hops < 40; hops++) {
-		char link[PATH_MAX];
-		ssize_t n = readlink(cur, link, sizeof link - 1);
-		if (n < 0) {
-			if (errno != EINVAL && errno != ENOENT)
-				return -1;
-			snprintf(out, cap, "%s", cur);
-			return 0;
-		}
-		link[n] = 0;
-		if (link[0] == '/') {
-			snprintf(cur, sizeof cur, "%s", link);
-		} else {
-			char *slash = strrchr(cur, '/');
-			char next[PATH_MAX];
-			int m = snprintf(next, sizeof next, "%.*s/%s", (int)(slash - cur), cur, link);
-			if (m < 0 || (size_t)m >= sizeof next) {
-				errno = ENAMETOOLONG;
-				return -1;
-			}
-			memcpy(cur, next, (size_t)m + 1);
-		}
-	}
-	errno = ELOOP;
-	return -1;
 }
 
 static void start_write(uint32_t id, struct cred *c, uint32_t mode, const char *path)
@@ -311,17 +183,14 @@ int files_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 		chan_error(id, EEXIST, "stream id %u is in use", id);
 		return 1;
 	}
-	struct rd r;
-	struct cred c;
-	rd_init(&r, b, len);
-	uint32_t arg = 0;
-	if (rd_cred(&r, &c) < 0)
-		goto bad;
-	if (type == AG_FWRITE || type == AG_STAT || type == AG_LIST || type == AG_MKDIR)
-		arg = rd_u32(&r);
-	const char *path = rd_str(&r), *to = type == AG_RENAME ? rd_str(&r) : NULL;
-	if (r.bad || r.off != len || !path[0] || (type == AG_RENAME && !to[0]))
-		goto bad;
+	struct file_req f;
+	if (parse_file_req(type, b, len, &f) < 0) {
+		chan_error(id, EINVAL, "malformed file request (type 0x%02x)", type);
+		return 1;
+	}
+	struct cred c = f.cred;
+	uint32_t arg = f.arg;
+	const char *path = f.path, *to = f.to;
 	if (cred_enter(&c) < 0) {
 		chan_error(id, errno, "cannot act as uid %u: %s", c.uid, strerror(errno));
 		return 1;
@@ -330,11 +199,17 @@ int files_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 	struct stat st;
 	switch (type) {
 	case AG_FREAD: {
-		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-		if (fd >= 0 && (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode))) {
+		/* regular files only: a FIFO or a device would block the one thread or never end */
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		if (fd >= 0 && fstat(fd, &st) < 0) {
+			int e = errno;
 			close(fd);
 			fd = -1;
-			errno = EISDIR;
+			errno = e;
+		} else if (fd >= 0 && !S_ISREG(st.st_mode)) {
+			close(fd);
+			fd = -1;
+			errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
 		}
 		struct stream *n = fd >= 0 ? calloc(1, sizeof *n) : NULL;
 		if (n) {
@@ -358,10 +233,16 @@ int files_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 		ok = send_entry(id, path, arg == 0) == 0 ? 2 : 0;
 		break;
 	case AG_LIST:
-		if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+		if (arg > AGENT_MAX_DEPTH) {
+			errno = EINVAL;
+		} else if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode)) {
 			errno = ENOTDIR;
-		else if (access(path, R_OK | X_OK) == 0) {
-			list_dir(id, path, arg ? arg : 1);
+		} else if (access(path, R_OK | X_OK) == 0) {
+			unsigned budget = AGENT_MAX_ENTRIES;
+			if (list_dir(id, path, arg ? arg : 1, &budget) < 0) {
+				errno = E2BIG; /* the entries sent so far, then the ERROR */
+				break;
+			}
 			chan_send(AG_FEND, id, NULL, 0, NULL, 0);
 			ok = 2;
 		}
@@ -386,9 +267,6 @@ int files_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 	} else if (ok == 0) {
 		chan_error(id, e, "%s: %s", path, strerror(e));
 	}
-	return 1;
-bad:
-	chan_error(id, EINVAL, "malformed file request (type 0x%02x)", type);
 	return 1;
 }
 

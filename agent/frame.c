@@ -26,7 +26,8 @@ void put_u64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* 0: need more bytes; 1: header decoded; -1: length over the limit (the stream cannot be resynced). */
+/* 0: need more bytes; 1: header decoded; -1: length over the limit or reserved bytes set (the
+ * stream is not ours or is out of step, and cannot be resynchronised). */
 int frame_decode_hdr(const uint8_t *buf, size_t avail, struct frame_hdr *h)
 {
 	if (avail < AGENT_HEADER)
@@ -34,8 +35,21 @@ int frame_decode_hdr(const uint8_t *buf, size_t avail, struct frame_hdr *h)
 	h->len = get_u32(buf);
 	h->type = buf[4];
 	h->id = get_u32(buf + 8);
-	if (h->len > AGENT_MAX_PAYLOAD)
+	if (h->len > AGENT_MAX_PAYLOAD || buf[5] || buf[6] || buf[7])
 		return -1;
+	return 1;
+}
+
+/* The next whole frame at the start of buf: 1 (h, *payload set; AGENT_HEADER + h->len bytes used),
+ * 0 (incomplete: read more), -1 (broken stream, see frame_decode_hdr; h is decoded for the reply). */
+int frame_next(const uint8_t *buf, size_t avail, struct frame_hdr *h, const uint8_t **payload)
+{
+	int r = frame_decode_hdr(buf, avail, h);
+	if (r <= 0)
+		return r;
+	if (avail - AGENT_HEADER < h->len)
+		return 0;
+	*payload = buf + AGENT_HEADER;
 	return 1;
 }
 
@@ -134,6 +148,39 @@ int parse_start(const uint8_t *p, size_t len, struct start_req *s)
 		s->envp[i] = rd_str(&r);
 	s->envp[s->envc] = NULL;
 	if (r.bad || r.off != len || s->cwd[0] != '/' || s->argv[0][0] == 0)
+		return -1;
+	return 0;
+}
+
+/* File and watch requests: cred, [u32 arg], path\0 [to\0]; paths are absolute and non-empty.
+ * 0 on success, -1 on a malformed payload. */
+int parse_file_req(uint8_t type, const uint8_t *p, size_t len, struct file_req *f)
+{
+	struct rd r;
+	rd_init(&r, p, len);
+	f->arg = 0;
+	f->to = NULL;
+	if (rd_cred(&r, &f->cred) < 0)
+		return -1;
+	switch (type) {
+	case AG_FWRITE:
+	case AG_STAT:
+	case AG_LIST:
+	case AG_MKDIR:
+	case AG_WATCH:
+		f->arg = rd_u32(&r);
+		break;
+	case AG_FREAD:
+	case AG_RENAME:
+	case AG_REMOVE:
+		break;
+	default:
+		return -1;
+	}
+	f->path = rd_str(&r);
+	if (type == AG_RENAME)
+		f->to = rd_str(&r);
+	if (r.bad || r.off != len || f->path[0] != '/' || (f->to && f->to[0] != '/'))
 		return -1;
 	return 0;
 }

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@
 #include <unistd.h>
 
 #include "agent.h"
+
+#define IDLE_TRIM_MS 100
 
 static struct pollfd *pfds;
 static poll_fn *pfns;
@@ -150,6 +153,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "coppice-agent: fd %d is not a listening stream socket\n", lfd);
 		return 2;
 	}
+	/* Large buffers (the channel's, a command's stdin) are their own mappings, unmapped when freed:
+	 * a fixed threshold, not glibc's adaptive one, which would keep them in the heap after a burst. */
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 128 * 1024);
 	/* Same-uid processes of the sandbox must not ptrace us or pidfd_getfd our channel. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (getpid() == 1)
@@ -185,12 +192,18 @@ int main(int argc, char **argv)
 			pid_t pid;
 			while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
 				proc_reaped(pid, st);
-			if (pid < 0 && errno == ECHILD && proc_count() == 0)
+			if (pid < 0 && errno == ECHILD && proc_count() == 0) {
+				chan_flush();
 				return 0;
+			}
 		}
-		int n = poll(pfds, pn, busy ? 0 : -1);
+		/* idle for IDLE_TRIM_MS with buffers a burst left behind: give them back */
+		int timeout = busy ? 0 : chan_holding() ? IDLE_TRIM_MS : -1;
+		int n = poll(pfds, pn, timeout);
 		if (n < 0 && errno != EINTR)
 			return 1;
+		if (n == 0 && timeout > 0)
+			chan_trim();
 		for (size_t i = 0; n > 0 && i < pn; i++)
 			if (pfds[i].revents)
 				pfns[i](pctx[i], pfds[i].fd, pfds[i].revents);

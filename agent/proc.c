@@ -1,5 +1,7 @@
-/* Commands: fork, own session and process group, pipes or a PTY, output under credit, stdin with
- * acknowledgements, resize, signals to the group, exit reported once after the output has ended. */
+/* Commands' lives: fork into their own session and process group, with pipes or a PTY, as the
+ * requested user; reaped; exit reported once after the output has ended (procio.c moves the bytes).
+ * A command outlives the connection that started it: it is detached (its output waits in its pipe,
+ * nothing is reported) until a later connection ATTACHes it by id. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -10,49 +12,37 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <termios.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "proc.h"
 
-#define STDIN_MAX (4u << 20)
-
-struct proc {
-	struct proc *next;
-	uint32_t id;
-	pid_t pid;
-	int pty;              /* out[0] is the master: output, stdin, resize */
-	int in;               /* pipe write end (pipes only) */
-	int out[2];           /* stdout/stderr read ends, -1 once at EOF */
-	uint32_t win[2];      /* bytes we may still send per stream */
-	uint8_t *inbuf;
-	size_t inlen;
-	int close_in;         /* STDIN_CLOSE received: close once inbuf drained */
-	int reaped, status;
-	int orphan;           /* the connection that started it is gone: report nothing */
-	int dead;             /* unlinked; freed at the next poll round (a callback may still hold it) */
-};
-
-static struct proc *procs, *graveyard;
+struct proc *procs, *graveyard;
 static struct start_req req; /* large: static, used only inside proc_start */
 
+/* Commands that still have something to tell the connected gateway. */
 int proc_count(void)
 {
 	int n = 0;
 	for (struct proc *p = procs; p; p = p->next)
-		n++;
+		n += !p->detached;
 	return n;
 }
 
-static struct proc *find(uint32_t id)
+struct proc *proc_find_any(uint32_t id)
 {
 	for (struct proc *p = procs; p; p = p->next)
-		if (!p->orphan && p->id == id)
+		if (p->id == id)
 			return p;
 	return NULL;
 }
 
-static void xclose(int *fd)
+struct proc *proc_find(uint32_t id)
+{
+	struct proc *p = proc_find_any(id);
+	return p && !p->detached ? p : NULL;
+}
+
+void xclose(int *fd)
 {
 	if (*fd >= 0)
 		close(*fd);
@@ -138,7 +128,7 @@ void proc_start(uint32_t id, const uint8_t *payload, size_t len)
 		chan_error(id, EINVAL, "malformed START frame");
 		return;
 	}
-	if (id == 0 || find(id)) {
+	if (id == 0 || proc_find_any(id)) {
 		chan_error(id, EEXIST, "process id %u is in use", id);
 		return;
 	}
@@ -232,12 +222,11 @@ static void unlink_proc(struct proc *p)
 	graveyard = p;
 }
 
-/* Exit is reported once: after the command was reaped and its output streams have ended. */
-static void maybe_finish(struct proc *p)
+void maybe_finish(struct proc *p)
 {
-	if (!p->reaped || p->out[0] >= 0 || p->out[1] >= 0)
+	if (!p->reaped || p->out[0] >= 0 || p->out[1] >= 0 || p->detached)
 		return;
-	if (!p->orphan) {
+	{
 		uint8_t b[8];
 		int code = WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
 		int sig = WIFSIGNALED(p->status) ? WTERMSIG(p->status) : 0;
@@ -259,216 +248,49 @@ void proc_reaped(pid_t pid, int status)
 		}
 }
 
-/* Read one chunk of stream i within its credit; 0 = EOF/EIO (stream over), 1 = data or nothing yet. */
-static int pump(struct proc *p, int i)
+void proc_attach(uint32_t id)
 {
-	size_t want = p->win[i] < AGENT_CHUNK ? p->win[i] : AGENT_CHUNK;
-	if (want == 0 || !chan_room())
-		return 1;
-	uint8_t *buf = chan_reserve(want);
-	ssize_t n = read(p->out[i], buf, want);
-	if (n > 0) {
-		p->win[i] -= (uint32_t)n;
-		chan_commit(i == 0 ? AG_STDOUT : AG_STDERR, p->id, (size_t)n);
-		return 1;
-	}
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return p->pty && p->reaped ? 0 : 1; /* pty: leader gone and nothing buffered = done */
-	return 0; /* EOF, or EIO from a pty whose last slave closed */
-}
-
-static void on_out(void *ctx, int fd, short rev)
-{
-	struct proc *p = ctx;
-	(void)rev;
-	if (p->dead || (fd != p->out[0] && fd != p->out[1]))
-		return;
-	int i = fd == p->out[0] ? 0 : 1;
-	if (!pump(p, i)) {
-		xclose(&p->out[i]);
-		maybe_finish(p);
-	}
-}
-
-static void flush_stdin(struct proc *p)
-{
-	int fd = p->pty ? p->out[0] : p->in;
-	size_t done = 0;
-	while (fd >= 0 && done < p->inlen) {
-		ssize_t n = write(fd, p->inbuf + done, p->inlen - done);
-		if (n > 0) {
-			done += (size_t)n;
-			continue;
-		}
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
-		/* EPIPE: the command stopped reading; count the bytes as consumed so the sender never stalls */
-		done = p->inlen;
-		if (!p->pty)
-			xclose(&p->in);
-	}
-	if (done) {
-		memmove(p->inbuf, p->inbuf + done, p->inlen - done);
-		p->inlen -= done;
-		uint8_t b[4];
-		put_u32(b, (uint32_t)done);
-		chan_send(AG_STDIN_ACK, p->id, b, 4, NULL, 0);
-	}
-	if (p->close_in && p->inlen == 0) {
-		p->close_in = 0;
-		if (p->pty) {
-			struct termios t;
-			char eof = tcgetattr(p->out[0], &t) == 0 ? (char)t.c_cc[VEOF] : 4;
-			if (p->out[0] >= 0 && write(p->out[0], &eof, 1) < 0) {
-			}
-		} else {
-			xclose(&p->in);
-		}
-	}
-}
-
-static void on_in(void *ctx, int fd, short rev)
-{
-	struct proc *p = ctx;
-	(void)fd;
-	(void)rev;
-	if (!p->dead)
-		flush_stdin(p);
-}
-
-void proc_poll(void)
-{
-	while (graveyard) {
-		struct proc *g = graveyard;
-		graveyard = g->next;
-		free(g);
-	}
-	for (struct proc *p = procs, *next; p; p = next) {
-		next = p->next;
-		if (p->orphan)
-			continue;
-		if (p->pty && p->reaped) {
-			/* leader gone: drain what the terminal still holds; EAGAIN then means "over" */
-			if (p->out[0] >= 0 && p->win[0] > 0 && chan_room()) {
-				if (!pump(p, 0)) {
-					xclose(&p->out[0]);
-					maybe_finish(p); /* frees p */
-					continue;
-				}
-				ps_busy();
-			}
-			continue;
-		}
-		for (int i = 0; i < 2; i++)
-			if (p->out[i] >= 0 && p->win[i] > 0 && chan_room())
-				ps_add(p->out[i], POLLIN, on_out, p);
-		int in = p->pty ? p->out[0] : p->in;
-		if (p->inlen > 0 && in >= 0)
-			ps_add(in, POLLOUT, on_in, p);
-	}
-}
-
-static void deliver(struct proc *p, int sig)
-{
-	pid_t pg = p->pid;
-	if (p->pty && p->out[0] >= 0) {
-		pid_t fg = tcgetpgrp(p->out[0]);
-		if (fg > 0)
-			pg = fg;
-	}
-	if (kill(-pg, sig) < 0 && errno == ESRCH && !p->reaped)
-		kill(p->pid, sig);
-}
-
-int proc_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
-{
-	if (type != AG_STDIN && type != AG_STDIN_CLOSE && type != AG_RESIZE && type != AG_SIGNAL && type != AG_CREDIT)
-		return 0;
-	struct proc *p = find(id);
-	struct rd r;
-	rd_init(&r, b, len);
+	struct proc *p = proc_find_any(id);
 	if (!p) {
-		/* late frames for a process that has exited are normal; only answer a signal */
-		if (type == AG_SIGNAL)
-			chan_error(id, ESRCH, "no process %u", id);
-		return 1;
+		chan_error(id, ESRCH, "no process %u", id);
+		return;
 	}
-	switch (type) {
-	case AG_STDIN:
-		if (p->close_in || p->inlen + len > STDIN_MAX) {
-			chan_error(id, p->close_in ? EPIPE : ENOBUFS, "stdin %s", p->close_in ? "is closed" : "buffer full");
-			return 1;
-		}
-		if (len == 0)
-			return 1;
-		uint8_t *nb = realloc(p->inbuf, p->inlen + len);
-		if (!nb) {
-			chan_error(id, ENOMEM, "out of memory");
-			return 1;
-		}
-		p->inbuf = nb;
-		memcpy(p->inbuf + p->inlen, b, len);
-		p->inlen += len;
-		flush_stdin(p);
-		return 1;
-	case AG_STDIN_CLOSE:
-		p->close_in = 1;
-		flush_stdin(p);
-		return 1;
-	case AG_RESIZE: {
-		uint16_t cols = rd_u16(&r), rows = rd_u16(&r);
-		if (r.bad || !cols || !rows) {
-			chan_error(id, EINVAL, "malformed RESIZE frame");
-		} else if (!p->pty) {
-			chan_error(id, ENOTTY, "process %u has no terminal", id);
-		} else if (p->out[0] >= 0) {
-			struct winsize ws = {.ws_row = rows, .ws_col = cols};
-			ioctl(p->out[0], TIOCSWINSZ, &ws); /* the kernel sends SIGWINCH to the foreground group */
-		}
-		return 1;
+	if (!p->detached) {
+		chan_error(id, EALREADY, "process %u is attached to this connection", id);
+		return;
 	}
-	case AG_SIGNAL: {
-		uint32_t sig = rd_u32(&r);
-		if (r.bad || sig == 0 || sig >= NSIG)
-			chan_error(id, EINVAL, "bad signal");
-		else
-			deliver(p, (int)sig);
-		return 1;
-	}
-	case AG_CREDIT: {
-		uint32_t s = rd_u32(&r), n = rd_u32(&r);
-		if (r.bad || s > 1) {
-			chan_error(id, EINVAL, "malformed CREDIT frame");
-		} else if (p->win[s] + (uint64_t)n > 64u * AGENT_WINDOW) {
-			chan_error(id, EINVAL, "credit over the limit");
-		} else {
-			p->win[s] += n;
-		}
-		return 1;
-	}
-	}
-	return 0;
+	/* a fresh window: what the previous connection had not acknowledged is its own loss */
+	p->detached = 0;
+	p->win[0] = AGENT_WINDOW;
+	p->win[1] = p->pty ? 0 : AGENT_WINDOW;
+	uint8_t b[8];
+	put_u32(b, (uint32_t)p->pid);
+	put_u32(b + 4, (uint32_t)(p->pty ? AG_PF_PTY : 0) | (p->reaped ? AG_PF_EXITED : 0));
+	chan_send(AG_OK, id, b, sizeof b, NULL, 0);
+	maybe_finish(p);
 }
 
-/* The gateway went away: hang up on its commands (like a terminal would) and report nothing more. */
+void proc_list(uint32_t id)
+{
+	size_t n = 0;
+	for (struct proc *p = procs; p; p = p->next)
+		n++;
+	if (n > AGENT_MAX_PAYLOAD / 12)
+		n = AGENT_MAX_PAYLOAD / 12;
+	uint8_t *b = chan_reserve(n * 12), *q = b;
+	for (struct proc *p = procs; p && (size_t)(q - b) < n * 12; p = p->next, q += 12) {
+		put_u32(q, p->id);
+		put_u32(q + 4, (uint32_t)p->pid);
+		put_u32(q + 8, (uint32_t)(p->pty ? AG_PF_PTY : 0) | (p->reaped ? AG_PF_EXITED : 0) | (p->detached ? AG_PF_DETACHED : 0));
+	}
+	chan_commit(AG_OK, id, n * 12);
+}
+
+/* The gateway went away: its commands go on, detached, until a later connection attaches them. */
 void proc_disconnect(void)
 {
-	for (struct proc *p = procs, *next; p; p = next) {
-		next = p->next;
-		if (p->orphan)
-			continue;
-		p->orphan = 1;
-		if (!p->reaped)
-			kill(-p->pid, SIGHUP);
-		xclose(&p->in);
-		xclose(&p->out[0]);
-		xclose(&p->out[1]);
-		free(p->inbuf);
-		p->inbuf = NULL;
-		p->inlen = 0;
-		if (p->reaped)
-			unlink_proc(p);
-	}
+	for (struct proc *p = procs; p; p = p->next)
+		p->detached = 1;
 }
 
 void proc_signal_all(int sig)

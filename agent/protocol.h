@@ -26,6 +26,9 @@
 #define AGENT_MAX_PAYLOAD (1u << 20)
 #define AGENT_MAX_GROUPS 64
 #define AGENT_MAX_ARGS 4096
+/* LIST depth and recursive WATCH depth limits; LIST answers at most AGENT_MAX_ENTRIES entries. */
+#define AGENT_MAX_DEPTH 64
+#define AGENT_MAX_ENTRIES 100000
 /* Initial output window per stream (bytes the agent may send before a CREDIT). */
 #define AGENT_WINDOW (256u * 1024u)
 /* Largest single output / file-data chunk the agent sends. */
@@ -42,7 +45,7 @@ enum agent_type {
 	AG_FREAD = 0x10,       /* cred, path\0 -> FDATA* FEND | ERROR (credit-controlled) */
 	AG_FWRITE = 0x11,      /* cred, u32 mode (0: keep existing or 0666&~022), path\0 -> OK; then FDATA*, FEND -> ENTRY */
 	AG_STAT = 0x12,        /* cred, u32 nofollow, path\0 -> ENTRY | ERROR */
-	AG_LIST = 0x13,        /* cred, u32 depth, path\0 -> ENTRY* FEND | ERROR */
+	AG_LIST = 0x13,        /* cred, u32 depth (<= MAX_DEPTH), path\0 -> ENTRY* FEND | ENTRY* ERROR */
 	AG_MKDIR = 0x14,       /* cred, u32 mode, path\0 (mkdir -p) -> OK u32 created */
 	AG_RENAME = 0x15,      /* cred, from\0 to\0 -> OK */
 	AG_REMOVE = 0x16,      /* cred, path\0 (recursive) -> OK */
@@ -50,6 +53,8 @@ enum agent_type {
 	AG_CANCEL = 0x18,      /* - : ends a watch / file read / file write with id -> OK */
 	AG_STATS = 0x19,       /* - -> STATS */
 	AG_PING = 0x1a,        /* - -> OK */
+	AG_ATTACH = 0x1b,      /* - : take over a detached process -> OK u32 pid, u32 flags; then its output, EXIT */
+	AG_PROCS = 0x1c,       /* - -> OK {u32 id, u32 pid, u32 flags}* ; flags: AG_PF_* */
 
 	/* agent -> gateway */
 	AG_HELLO = 0x80,   /* u32 version, u32 pid, "coppice-agent"\0 */
@@ -66,6 +71,8 @@ enum agent_type {
 	AG_EVENT = 0x95,   /* u32 kind (AG_EV_*), name\0 (relative to the watched dir) */
 	AG_STATS_REPLY = 0x96, /* u64 cpu_usec, user_usec, system_usec, mem_current, mem_max (0 = none) */
 };
+
+enum agent_proc_flags { AG_PF_PTY = 1, AG_PF_EXITED = 2, AG_PF_DETACHED = 4 };
 
 enum agent_event { AG_EV_CREATE = 1, AG_EV_WRITE = 2, AG_EV_REMOVE = 3, AG_EV_RENAME = 4, AG_EV_CHMOD = 5 };
 
@@ -95,6 +102,7 @@ struct cred {
 
 /* frame.c */
 int frame_decode_hdr(const uint8_t *buf, size_t avail, struct frame_hdr *h);
+int frame_next(const uint8_t *buf, size_t avail, struct frame_hdr *h, const uint8_t **payload);
 void frame_encode_hdr(uint8_t *buf, uint8_t type, uint32_t id, uint32_t len);
 void rd_init(struct rd *r, const uint8_t *p, size_t len);
 uint16_t rd_u16(struct rd *r);
@@ -115,5 +123,14 @@ struct start_req {
 	const char *envp[AGENT_MAX_ARGS + 2]; /* room for a default TERM + NULL */
 };
 int parse_start(const uint8_t *p, size_t len, struct start_req *s);
+
+/* Parsed file / watch request (AG_FREAD..AG_REMOVE, AG_WATCH); strings point into the payload. */
+struct file_req {
+	struct cred cred;
+	uint32_t arg; /* FWRITE mode, STAT nofollow, LIST depth, MKDIR mode, WATCH recursive; else 0 */
+	const char *path;
+	const char *to; /* RENAME only */
+};
+int parse_file_req(uint8_t type, const uint8_t *p, size_t len, struct file_req *f);
 
 #endif

@@ -34,6 +34,11 @@ static int add_mark(uint32_t id, int recursive, const struct cred *c, const char
 
 static void add_tree(uint32_t id, const struct cred *c, const char *abs, const char *rel)
 {
+	unsigned depth = *rel ? 1 : 0;
+	for (const char *q = rel; *q; q++)
+		depth += *q == '/';
+	if (depth >= AGENT_MAX_DEPTH)
+		return; /* deeper directories are not watched (and the recursion stays bounded) */
 	DIR *d = opendir(abs);
 	if (!d)
 		return;
@@ -154,15 +159,14 @@ int watch_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 	}
 	if (type != AG_WATCH)
 		return 0;
-	struct rd r;
-	struct cred c;
-	rd_init(&r, b, len);
-	if (rd_cred(&r, &c) < 0)
-		goto bad;
-	uint32_t recursive = rd_u32(&r);
-	const char *path = rd_str(&r);
-	if (r.bad || r.off != len || path[0] != '/')
-		goto bad;
+	struct file_req f;
+	if (parse_file_req(type, b, len, &f) < 0) {
+		chan_error(id, EINVAL, "malformed WATCH frame");
+		return 1;
+	}
+	struct cred c = f.cred;
+	uint32_t recursive = f.arg;
+	const char *path = f.path;
 	for (struct mark *m = marks; m; m = m->next)
 		if (m->id == id) {
 			chan_error(id, EEXIST, "watch id %u is in use", id);
@@ -184,9 +188,6 @@ int watch_frame(uint8_t type, uint32_t id, const uint8_t *b, size_t len)
 		chan_error(id, e, "%s: %s", path, strerror(e));
 	else
 		chan_ok(id);
-	return 1;
-bad:
-	chan_error(id, EINVAL, "malformed WATCH frame");
 	return 1;
 }
 

@@ -12,9 +12,10 @@ command -v node >/dev/null 2>&1 || { log "Node.js 20 is required"; exit 1; }
 
 # Debian packages: runtime (runc, tini, busybox-static, iproute2, nftables), template builders
 # (debootstrap, e2fsprogs), the Linux pool-ctl (openssh-server/-client, util-linux), checks (shellcheck),
-# and the browser the page tests drive (chromium, through playwright-core).
+# the browser the page tests drive (chromium, through playwright-core), and the C helpers' toolchain
+# (gcc, libc6-dev with its static libc.a, make).
 PACKAGES="runc tini busybox-static iproute2 nftables debootstrap e2fsprogs util-linux procps \
-openssh-server openssh-client shellcheck ca-certificates chromium gcc libc6-dev"
+openssh-server openssh-client shellcheck ca-certificates chromium gcc libc6-dev make"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -39,6 +40,8 @@ fi
 
 # The jail driver's idmapped-mount helper (user namespaces; needs gcc/libc6-dev, or any cc).
 sh ops/idmap/build.sh
+# The jail sandboxes' init and the gateway's channel into them (static: gcc, libc6-dev's libc.a, make).
+sh ops/agent/build.sh
 
 TEMPLATES_ROOT=${COPPICE_TEMPLATES_ROOT:-/var/lib/coppice/templates}
 sh ops/templates/build-busybox.sh "$TEMPLATES_ROOT"

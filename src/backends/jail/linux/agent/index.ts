@@ -1,0 +1,8 @@
+// coppice-agent client (see docs/agent.md). Not wired into the jail driver yet.
+export { AgentClient, type AgentProcInfo, type AgentStats } from './client.ts';
+export { AgentConnection, type AgentHello } from './connection.ts';
+export { AgentProcess } from './process.ts';
+export { AgentWatch, type WatchEvent, type WriteSource } from './files.ts';
+export { AgentError } from './errors.ts';
+export { FrameDecoder, ProtocolError, encodeHeader, encodeStart, type AgentCred, type AgentEntry, type Frame, type StartSpec } from './codec.ts';
+export * as protocol from './protocol.ts';
