@@ -46,4 +46,5 @@ sh ops/agent/build.sh
 TEMPLATES_ROOT=${COPPICE_TEMPLATES_ROOT:-/var/lib/coppice/templates}
 sh ops/templates/build-busybox.sh "$TEMPLATES_ROOT"
 sh ops/templates/build-base.sh "$TEMPLATES_ROOT"
+sh ops/templates/build-code-interpreter.sh "$TEMPLATES_ROOT"
 log "ready (templates in $TEMPLATES_ROOT)"

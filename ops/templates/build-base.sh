@@ -6,6 +6,8 @@
 #
 # Usage: build-base.sh [TEMPLATES_ROOT]     (default /var/lib/coppice/templates)
 # Env:   MIRROR=<uri> overrides the mirror taken from this machine's apt sources.
+#        TEMPLATE_NAME, EXTRA_PACKAGES (comma-separated) and OVERLAY_DIR (copied over the root
+#        filesystem last) make a derived template, e.g. build-code-interpreter.sh.
 #
 # Idempotent and interrupt-safe: the build happens in <root>/.tmp-base.XXXXXX and is renamed into
 # place with the marker .coppice-template written last; a finished template makes later runs exit at
@@ -16,10 +18,12 @@
 # share them. Whoever boots sshd from it must run `ssh-keygen -A` first.
 set -eu
 
-VERSION='coppice-base-template 1'
-NAME=base
+NAME=${TEMPLATE_NAME:-base}
 SUITE=bookworm
-PACKAGES=bash,python3,sudo,procps,openssh-server,ca-certificates
+# git and python (python-is-python3), as E2B's base template has them.
+PACKAGES=bash,python3,python-is-python3,git,sudo,procps,openssh-server,ca-certificates${EXTRA_PACKAGES:+,$EXTRA_PACKAGES}
+OVERLAY_DIR=${OVERLAY_DIR:-}
+VERSION="coppice-$NAME-template 2 $PACKAGES${OVERLAY_DIR:+ overlay=$(find "$OVERLAY_DIR" -type f -exec cksum {} + | sort | cksum | cut -d' ' -f1)}"
 FALLBACK_MIRROR=http://deb.debian.org/debian
 ROOT=${1:-/var/lib/coppice/templates}
 MARKER=.coppice-template
@@ -97,11 +101,16 @@ if [ -f "$FINAL/$MARKER" ]; then
     log "cached: $FINAL"
     exit 0
   fi
-  die "$FINAL was built by another builder version ($(cat "$FINAL/$MARKER")); remove it to rebuild"
+  # Ours, from an older builder (other packages or files): rebuild it; sandboxes running from
+  # it keep their overlay lower layer open, so it is moved aside, not deleted under them.
+  log "rebuilding $FINAL (was: $(head -c 200 "$FINAL/$MARKER"))"
+  OLD="$ROOT/.old-$NAME.$$"
+  mv -T -- "$FINAL" "$OLD"
 fi
 [ -e "$FINAL" ] && die "$FINAL exists without $MARKER (not ours, or foreign); remove it first"
 
-for stale in "$ROOT/.tmp-$NAME".*; do
+for stale in "$ROOT/.tmp-$NAME".* "$ROOT/.old-$NAME".*; do
+  [ "$stale" = "${OLD:-}" ] && continue
   [ -e "$stale" ] || continue
   log "removing stale partial build $stale"
   remove_tree "$stale"
@@ -143,6 +152,11 @@ EOF
 # debootstrap unmounts what it mounted on success; make sure nothing stays mounted in the template.
 if awk -v d="$TMP" 'index($5, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
   die "mounts left under $TMP after debootstrap"
+fi
+
+if [ -n "$OVERLAY_DIR" ]; then
+  cp -a -- "$OVERLAY_DIR/." "$TMP/"
+  chown -R 0:0 -- "$TMP/etc/coppice" "$TMP/opt" 2>/dev/null || true
 fi
 
 printf '%s\n' "$VERSION" >"$TMP/$MARKER"

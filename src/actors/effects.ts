@@ -15,6 +15,7 @@ import { providePool } from './pool-effects.ts';
 import type { Reaper } from './reaper.ts';
 import type { SandboxRecord, SandboxStore } from './store.ts';
 import { createRunner } from './runner.ts';
+import { hasStartCommand, runStartCommand } from './start-command.ts';
 
 export interface Backends {
   jail: Backend;
@@ -64,7 +65,8 @@ export function provideGateway(deps: EffectDeps) {
           const templates = (registry.getSnapshot().context as RegistryContext).templates;
           const template = templates.find((t) => t.name === input.template);
           if (!template) throw notFound(`template "${input.template}"`);
-          const handle = await backendFor(backends, template.backend).create(
+          const backend = backendFor(backends, template.backend);
+          const handle = await backend.create(
             {
               id: input.id,
               template,
@@ -74,6 +76,13 @@ export function provideGateway(deps: EffectDeps) {
             },
             signal,
           );
+          if (hasStartCommand(template.path)) {
+            // The sandbox exists: a failed start must not leak it.
+            await runStartCommand(backend, handle, signal).catch(async (err) => {
+              await backend.destroy(handle).catch(() => {});
+              throw err;
+            });
+          }
           // A checkout changed the pool's counts: refresh its gauges now, not in 10 s.
           system.get(`pool:${template.name}`)?.send({ type: 'REFRESH' });
           return { ip: handle.ip, handle };
