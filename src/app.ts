@@ -58,7 +58,10 @@ export async function platformJailBackend(config: Config, logger: Logger): Promi
   throw new Error(`no jail driver for platform ${process.platform}`);
 }
 
-/** COPPICE_API_KEY, else --api-key-file, else `<state-dir>/api-key` (generated on first run). */
+/**
+ * COPPICE_API_KEY, else --api-key-file, else `<state-dir>/api-key` (generated on first run). Keys an
+ * operator set (any format, e.g. an older generated `cpc_...` key) are used as they are.
+ */
 export function resolveApiKey(config: Config, env = process.env): { key: string; source: string } {
   if (env.COPPICE_API_KEY) return { key: env.COPPICE_API_KEY.trim(), source: 'COPPICE_API_KEY' };
   if (config.apiKeyFile) {
@@ -69,7 +72,8 @@ export function resolveApiKey(config: Config, env = process.env): { key: string;
   const file = join(config.stateDir, 'api-key');
   if (existsSync(file)) return { key: readFileSync(file, 'utf8').trim(), source: file };
   mkdirSync(config.stateDir, { recursive: true });
-  const key = `cpc_${randomBytes(24).toString('base64url')}`;
+  // E2B's key format (`e2b_` + hex): the E2B SDKs that validate keys client-side accept it.
+  const key = `e2b_${randomBytes(20).toString('hex')}`;
   writeFileSync(file, key + '\n', { mode: 0o600 });
   return { key, source: `${file} (generated)` };
 }
