@@ -56,6 +56,11 @@ export function e2bSandbox(view: SandboxView, tokens: EnvdTokens): E2bSandbox {
   };
 }
 
+/** The fields E2B's SDKs read that coppice's own sandbox view does not have. */
+export function sandboxExtras(view: SandboxView, tokens: EnvdTokens) {
+  return { clientID: CLIENT_ID, envdVersion: ENVD_VERSION, envdAccessToken: tokens.token(view.sandboxID) };
+}
+
 function listed(view: SandboxView): E2bListedSandbox {
   return {
     sandboxID: view.sandboxID,
@@ -76,7 +81,7 @@ function listed(view: SandboxView): E2bListedSandbox {
  * Options coppice cannot honour are refused (400) rather than ignored: a sandbox that silently
  * does not auto-pause, mount a volume or filter egress would break what the caller relies on.
  */
-function refuseUnsupported(raw: unknown): void {
+export function refuseUnsupported(raw: unknown): void {
   const b = (raw ?? {}) as Record<string, unknown>;
   const present = (v: unknown) =>
     v !== undefined && v !== null && !(typeof v === 'object' && Object.keys(v as object).length === 0) && !(Array.isArray(v) && v.length === 0);

@@ -1,0 +1,63 @@
+// E2B's control-plane contract where it differs from coppice's own routes, checked with the
+// pinned `e2b` SDK (2.51) and with the raw requests older SDKs and the Python SDK send (v1
+// `POST /sandboxes`, `X-API-KEY`). Real gateway, real runc sandboxes; every test destroys what
+// it created (and `after` sweeps whatever a failed test left).
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Sandbox } from 'e2b';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+
+let gw: TestGateway;
+let opts: { apiKey: string; apiUrl: string; sandboxUrl: string };
+const created = new Set<string>();
+
+async function create(o: Parameters<typeof Sandbox.create>[1] = {}): Promise<Sandbox> {
+  const sbx = await Sandbox.create('base', { ...opts, ...o });
+  created.add(sbx.sandboxId);
+  return sbx;
+}
+
+async function kill(id: string): Promise<void> {
+  await Sandbox.kill(id, opts);
+  created.delete(id);
+}
+
+/** A request as the E2B SDKs send it: `X-API-KEY`, no Bearer. */
+const e2bApi = (method: string, path: string, body?: unknown) => gw.api(method, path, body, { 'x-api-key': gw.key, authorization: '' });
+const liveIds = () => new Set(gw.app.gateway.list().map((v) => v.sandboxID));
+
+before(async () => {
+  gw = await startTestGateway();
+  opts = { apiKey: gw.key, apiUrl: gw.url, sandboxUrl: gw.url };
+});
+
+after(async () => {
+  for (const id of created) await Sandbox.kill(id, opts).catch(() => false);
+  await gw?.close();
+});
+
+test('v1 POST /sandboxes refuses what coppice cannot honour (400 naming the field), as /v2 does; nothing is created', async () => {
+  const refused: [string, Record<string, unknown>][] = [
+    ['autoPause', { autoPause: true }],
+    ['autoResume', { autoResume: { enabled: true } }],
+    ['network', { network: { denyOut: ['0.0.0.0/0'] } }],
+    ['mcp', { mcp: { 'github/github-mcp-server': {} } }],
+    ['volumeMounts', { volumeMounts: [{ name: 'vol', path: '/mnt/vol' }] }],
+  ];
+  const before = liveIds();
+  for (const [field, extra] of refused) {
+    for (const path of ['/sandboxes', '/v2/sandboxes']) {
+      const r = await e2bApi('POST', path, { templateID: 'base', ...extra });
+      assert.equal(r.status, 400, `${path} ${field}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.code, 400);
+      assert.match(r.body.message, new RegExp(field), `${path}: the message names ${field}`);
+    }
+  }
+  assert.deepEqual(liveIds(), before, 'no sandbox was created by a refused request');
+  // Defaults the SDKs send (false, null, empty) are not refusals.
+  const ok = await e2bApi('POST', '/sandboxes', { templateID: 'base', autoPause: false, autoResume: { enabled: false }, network: null, mcp: null, volumeMounts: [] });
+  assert.equal(ok.status, 201, JSON.stringify(ok.body));
+  created.add(ok.body.sandboxID);
+  assert.equal(typeof ok.body.envdAccessToken, 'string', 'the v1 reply still carries the envd token');
+  await kill(ok.body.sandboxID);
+});
