@@ -18,6 +18,7 @@ import type { EnvdTokens } from './tokens.ts';
 export interface SharedControlOptions {
   tokens: EnvdTokens;
   keyOk(presented: string | undefined): boolean;
+  defaultDiskMiB?: number;
 }
 
 type Handler = (gw: Gateway, o: SharedControlOptions, id: string | undefined, req: IncomingMessage) => Promise<{ status: number; body?: unknown }>;
@@ -92,5 +93,5 @@ async function createV1(gw: Gateway, o: SharedControlOptions, _id: string | unde
     internet: b.allow_internet_access ?? false,
   });
   // coppice's view plus E2B's fields, as the shared route's decorated reply.
-  return { status: 201, body: { ...view, ...sandboxExtras(view, o.tokens) } };
+  return { status: 201, body: { ...view, ...sandboxExtras(view, o.tokens, o.defaultDiskMiB) } };
 }

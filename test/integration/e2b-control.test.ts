@@ -61,3 +61,24 @@ test('v1 POST /sandboxes refuses what coppice cannot honour (400 naming the fiel
   assert.equal(typeof ok.body.envdAccessToken, 'string', 'the v1 reply still carries the envd token');
   await kill(ok.body.sandboxID);
 });
+
+test('GET /sandboxes/:id and the list carry diskSizeMB (the effective disk quota)', async () => {
+  const sbx = await create();
+  try {
+    const detail = await e2bApi('GET', `/sandboxes/${sbx.sandboxId}`);
+    assert.equal(detail.status, 200);
+    assert.equal(detail.body.diskSizeMB, 2048, 'the gateway default (--disk-mib 2048)');
+    const listed = await e2bApi('GET', `/v2/sandboxes?metadata=${encodeURIComponent(`none=${sbx.sandboxId}`)}`);
+    assert.deepEqual(listed.body, []);
+    const all = (await e2bApi('GET', '/v2/sandboxes')).body as { sandboxID: string; diskSizeMB: number }[];
+    assert.equal(all.find((s) => s.sandboxID === sbx.sandboxId)?.diskSizeMB, 2048);
+  } finally {
+    await kill(sbx.sandboxId);
+  }
+  // A create that names its quota reports that quota.
+  const small = await gw.api('POST', '/sandboxes', { templateID: 'base', limits: { diskMiB: 64 } });
+  assert.equal(small.status, 201, JSON.stringify(small.body));
+  created.add(small.body.sandboxID);
+  assert.equal((await e2bApi('GET', `/sandboxes/${small.body.sandboxID}`)).body.diskSizeMB, 64);
+  await kill(small.body.sandboxID);
+});
