@@ -144,7 +144,7 @@ export function listSandboxes(views: SandboxView[], query: URLSearchParams, defa
   const states = new Set((q.state ?? 'running,paused').split(',').map((s) => s.trim()).filter(Boolean));
   for (const s of states) if (s !== 'running' && s !== 'paused') throw badRequest('query.state', `unknown state "${s}" (running, paused)`);
   const after = q.startedAfter ? Date.parse(q.startedAfter) : null;
-  const order = q.order ?? 'asc';
+  const order = q.order ?? 'desc'; // E2B: newest first
   const key = (v: SandboxView): [number, string] => [Date.parse(v.startedAt), v.sandboxID];
   const cmp = (a: [number, string], b: [number, string]) => (a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)) * (order === 'asc' ? 1 : -1);
   let rows = views.filter((v) => {
@@ -152,7 +152,7 @@ export function listSandboxes(views: SandboxView[], query: URLSearchParams, defa
     if (v.state !== 'running' && v.state !== 'paused') return false;
     if (!states.has(v.state)) return false;
     if (q.template && v.templateID !== q.template) return false;
-    if (after !== null && Date.parse(v.startedAt) <= after) return false;
+    if (after !== null && Date.parse(v.startedAt) < after) return false; // at or after
     for (const [k, val] of Object.entries(meta)) if (v.metadata[k] !== val) return false;
     return true;
   });

@@ -82,3 +82,31 @@ test('GET /sandboxes/:id and the list carry diskSizeMB (the effective disk quota
   assert.equal((await e2bApi('GET', `/sandboxes/${small.body.sandboxID}`)).body.diskSizeMB, 64);
   await kill(small.body.sandboxID);
 });
+
+test('list: newest first by default; startedAfter includes a sandbox started at exactly that time', async () => {
+  const tag = `order${Date.now()}`;
+  const a = await create({ metadata: { suite: tag } });
+  const b = await create({ metadata: { suite: tag } });
+  try {
+    const aStarted = (await a.getInfo()).startedAt;
+    const bStarted = (await b.getInfo()).startedAt;
+    assert.ok(bStarted.getTime() >= aStarted.getTime());
+    const items = await Sandbox.list({ ...opts, query: { metadata: { suite: tag } } }).nextItems();
+    assert.deepEqual(items.map((s) => s.sandboxId), [b.sandboxId, a.sandboxId], 'newest first');
+    const asc = await Sandbox.list({ ...opts, query: { metadata: { suite: tag } }, order: 'asc' } as Parameters<typeof Sandbox.list>[0]).nextItems();
+    assert.deepEqual(asc.map((s) => s.sandboxId), [a.sandboxId, b.sandboxId], 'order=asc still works');
+    // Paging newest-first with limit 1 visits both once.
+    const pager = Sandbox.list({ ...opts, query: { metadata: { suite: tag } }, limit: 1 });
+    const paged: string[] = [];
+    while (pager.hasNext) for (const s of await pager.nextItems()) paged.push(s.sandboxId);
+    assert.deepEqual(paged, [b.sandboxId, a.sandboxId]);
+    // startedAfter = a's start time exactly: a is included (at or after).
+    const since = await Sandbox.list({ ...opts, query: { metadata: { suite: tag }, startedAfter: aStarted } }).nextItems();
+    assert.ok(since.some((s) => s.sandboxId === a.sandboxId), 'a started at startedAfter is listed');
+    const later = await Sandbox.list({ ...opts, query: { metadata: { suite: tag }, startedAfter: new Date(bStarted.getTime() + 1) } }).nextItems();
+    assert.deepEqual(later, [], 'nothing started after b');
+  } finally {
+    await kill(a.sandboxId);
+    await kill(b.sandboxId);
+  }
+});
