@@ -1,19 +1,35 @@
 // E2B's contract on the routes it shares with coppice's own REST API, where the two differ:
 //   POST /sandboxes              v1 create (Python SDK, JS <= 2.50): refuses options coppice cannot
 //                                honour (400 naming the field), exactly as /v2 does
+//   POST /sandboxes/:id/fork     {timeout?, count?} -> 201 [{sandbox} | {error: {code, message}}]
 // A request is answered E2B's way when it is authenticated E2B's way (`X-API-KEY`, no Bearer), as
 // every E2B SDK sends it; coppice's own SDK and CLI (Bearer) keep coppice's replies (a fork is one
 // sandbox view). The mount takes these requests before the router (`owns`), so auth, draining
 // and the error body are done here as the edge does them.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Gateway } from '../actors/gateway.ts';
-import { badRequest, CoppiceError, notFound } from '../errors.ts';
+import { z } from 'zod';
+import type { Gateway, SandboxView } from '../actors/gateway.ts';
+import { badRequest, CoppiceError, notFound, toErrorInfo } from '../errors.ts';
 import { presentedKey } from '../http/auth.ts';
-import { errorBody, toHttpError } from '../http/errors.ts';
+import { errorBody, httpStatusOf, toHttpError } from '../http/errors.ts';
 import { readJson } from '../edge/server.ts';
 import { CONTROL_BODY_LIMIT, createSandboxBody, parse } from '../protocol/requests.ts';
-import { refuseUnsupported, sandboxExtras } from './control.ts';
+import { e2bSandbox, refuseUnsupported, sandboxExtras } from './control.ts';
 import type { EnvdTokens } from './tokens.ts';
+
+/** E2B allows up to 100 forks per request; each is a snapshot of the source plus a create. */
+export const MAX_FORK_COUNT = 100;
+const MAX_TIMEOUT_S = 30 * 24 * 3600;
+
+const forkBody = z
+  .object({
+    timeout: z.number().int().min(1).max(MAX_TIMEOUT_S).optional(),
+    count: z.number().int().min(1).max(MAX_FORK_COUNT, `at most ${MAX_FORK_COUNT} forks per request`).optional(),
+    metadata: z.record(z.string().min(1).max(128), z.string().max(1024)).optional(),
+  })
+  .strict();
+
+const WHOLE_REQUEST = new Set(['not_found', 'conflict', 'unsupported']);
 
 export interface SharedControlOptions {
   tokens: EnvdTokens;
@@ -21,10 +37,11 @@ export interface SharedControlOptions {
   defaultDiskMiB?: number;
 }
 
-type Handler = (gw: Gateway, o: SharedControlOptions, id: string | undefined, req: IncomingMessage) => Promise<{ status: number; body?: unknown }>;
+type Handler = (gw: Gateway, o: SharedControlOptions, id: string | undefined, req: IncomingMessage, res: ServerResponse) => Promise<{ status: number; body?: unknown }>;
 
 const ROUTES: { path: RegExp; handler: Handler }[] = [
   { path: /^\/sandboxes\/?$/, handler: createV1 },
+  { path: /^\/sandboxes\/([^/]+)\/fork\/?$/, handler: fork },
 ];
 
 function route(req: IncomingMessage): { handler: Handler; id: string | undefined } | undefined {
@@ -55,7 +72,7 @@ export async function serveE2bSharedControl(gw: Gateway, o: SharedControlOptions
     } catch {
       throw badRequest('id', 'malformed percent-encoding in the path');
     }
-    const reply = await r.handler(gw, o, id, req);
+    const reply = await r.handler(gw, o, id, req, res);
     send(res, reply.status, reply.body);
   } catch (err) {
     req.resume();
@@ -94,4 +111,47 @@ async function createV1(gw: Gateway, o: SharedControlOptions, _id: string | unde
   });
   // coppice's view plus E2B's fields, as the shared route's decorated reply.
   return { status: 201, body: { ...view, ...sandboxExtras(view, o.tokens, o.defaultDiskMiB) } };
+}
+
+/**
+ * `count` forks, one after the other (each a fresh snapshot of the source and a create from it:
+ * the Gateway's fork). Each succeeds or fails on its own, as E2B reports them. If the client is
+ * gone before the reply is sent, the forks made for it are destroyed (nobody could know their ids).
+ */
+async function fork(gw: Gateway, o: SharedControlOptions, id: string | undefined, req: IncomingMessage, res: ServerResponse): Promise<{ status: number; body: unknown }> {
+  gw.view(id!); // 404 before the body is looked at
+  const b = parse(forkBody, await readJson(req, CONTROL_BODY_LIMIT));
+  const count = b.count ?? 1;
+  let gone = false;
+  const onClose = () => (gone = !res.writableFinished);
+  res.once('close', onClose);
+  const made: SandboxView[] = [];
+  const results: ({ sandbox: ReturnType<typeof e2bSandbox> } | { error: { code: number; message: string } })[] = [];
+  try {
+    for (let i = 0; i < count && !gone; i++) {
+      try {
+        const view = await gw.forkSandbox(id!, {
+          ...(b.timeout !== undefined ? { timeoutMs: b.timeout * 1000 } : {}),
+          ...(b.metadata ? { metadata: b.metadata } : {}),
+        });
+        made.push(view);
+        results.push({ sandbox: e2bSandbox(view, o.tokens) });
+      } catch (err) {
+        // A source that cannot be forked at all (gone, paused, a backend without snapshots) fails
+        // the whole request when nothing was made yet, so the SDK raises its usual error class.
+        if (made.length === 0 && err instanceof CoppiceError && WHOLE_REQUEST.has(err.code)) throw err;
+        const info = toErrorInfo(err);
+        const status = err instanceof CoppiceError ? httpStatusOf(err.code) : 500;
+        if (status >= 500) gw.log.warn({ err, source: id }, 'e2b fork failed');
+        results.push({ error: { code: status, message: status >= 500 && !(err instanceof CoppiceError) ? 'internal error' : info.message } });
+      }
+    }
+  } finally {
+    res.off('close', onClose);
+  }
+  if (gone || res.destroyed) {
+    await Promise.all(made.map((v) => gw.destroy(v.sandboxID).catch(() => {})));
+    return { status: 499, body: undefined };
+  }
+  return { status: 201, body: results };
 }

@@ -4,7 +4,7 @@
 // it created (and `after` sweeps whatever a failed test left).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Sandbox } from 'e2b';
+import { RateLimitError, Sandbox } from 'e2b';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 let gw: TestGateway;
@@ -108,5 +108,73 @@ test('list: newest first by default; startedAfter includes a sandbox started at 
   } finally {
     await kill(a.sandboxId);
     await kill(b.sandboxId);
+  }
+});
+
+test('fork: the reply is an array of {sandbox}; count forks N; count out of range is 400; forks are real and independent', async () => {
+  const src = await create();
+  try {
+    await src.files.write('/home/user/from-source.txt', 'forked');
+    const [one, ...none] = await src.fork();
+    assert.deepEqual(none, [], 'no count: one fork');
+    assert.ok(one instanceof Sandbox, `a Sandbox, not ${String(one)}`);
+    created.add(one.sandboxId);
+    assert.notEqual(one.sandboxId, src.sandboxId);
+    assert.equal(await one.files.read('/home/user/from-source.txt'), 'forked');
+    await kill(one.sandboxId);
+
+    const two = await Sandbox.fork(src.sandboxId, { ...opts, count: 2 });
+    assert.equal(two.length, 2);
+    for (const f of two) {
+      assert.ok(f instanceof Sandbox, String(f));
+      created.add(f.sandboxId);
+    }
+    const [f1, f2] = two as Sandbox[];
+    assert.notEqual(f1!.sandboxId, f2!.sandboxId);
+    await f1!.files.write('/home/user/only-f1.txt', '1');
+    assert.equal(await f2!.files.exists('/home/user/only-f1.txt'), false, 'forks are independent');
+    assert.equal((await f2!.commands.run('cat /home/user/from-source.txt')).stdout, 'forked');
+    for (const f of two as Sandbox[]) await kill(f.sandboxId);
+
+    const liveBefore = liveIds();
+    for (const count of [0, -1, 1.5, 101]) {
+      const r = await e2bApi('POST', `/sandboxes/${src.sandboxId}/fork`, { count });
+      assert.equal(r.status, 400, `count ${count}: ${JSON.stringify(r.body)}`);
+      assert.match(r.body.message, /count/);
+    }
+    assert.equal((await e2bApi('POST', '/sandboxes/zzzzzzzzzz/fork', { count: 2 })).status, 404);
+    assert.deepEqual(liveIds(), liveBefore, 'refused forks created nothing');
+    // The source keeps its id and keeps running.
+    assert.equal((await src.getInfo()).state, 'running');
+    // coppice's own clients (Bearer) keep coppice's reply: one sandbox view.
+    const own = await gw.api('POST', `/sandboxes/${src.sandboxId}/fork`, {});
+    assert.equal(own.status, 201);
+    assert.equal(typeof own.body.sandboxID, 'string');
+    created.add(own.body.sandboxID);
+    await kill(own.body.sandboxID);
+  } finally {
+    await kill(src.sandboxId);
+  }
+});
+
+test('fork: a partial failure reports each fork (a sandbox or its error) and leaves nothing behind', async () => {
+  const small = await startTestGateway(['--max-sandboxes', '2']);
+  const o = { apiKey: small.key, apiUrl: small.url, sandboxUrl: small.url };
+  const src = await Sandbox.create('base', o);
+  try {
+    const results = await Sandbox.fork(src.sandboxId, { ...o, count: 3 });
+    assert.equal(results.length, 3, 'one entry per requested fork');
+    const ok = results.filter((r): r is Sandbox => r instanceof Sandbox);
+    const failed = results.filter((r) => !(r instanceof Sandbox));
+    assert.equal(ok.length, 1, 'the ceiling (2 live) leaves room for one fork');
+    assert.equal(failed.length, 2);
+    for (const e of failed) assert.ok(e instanceof RateLimitError, `a 429 per failed fork (got ${String(e)})`);
+    assert.equal((await ok[0]!.commands.run('echo alive')).stdout, 'alive\n');
+    const live = new Set(small.app.gateway.list().map((v) => v.sandboxID));
+    assert.deepEqual(live, new Set([src.sandboxId, ok[0]!.sandboxId]), 'no half-made fork is left');
+    await Sandbox.kill(ok[0]!.sandboxId, o);
+  } finally {
+    await Sandbox.kill(src.sandboxId, o).catch(() => false);
+    await small.close();
   }
 });
