@@ -2,6 +2,7 @@
 //   POST /sandboxes              v1 create (Python SDK, JS <= 2.50): refuses options coppice cannot
 //                                honour (400 naming the field), exactly as /v2 does
 //   POST /sandboxes/:id/fork     {timeout?, count?} -> 201 [{sandbox} | {error: {code, message}}]
+//   POST /sandboxes/:id/pause    {memory?}: memory:false (a files-only snapshot) is refused (400)
 // A request is answered E2B's way when it is authenticated E2B's way (`X-API-KEY`, no Bearer), as
 // every E2B SDK sends it; coppice's own SDK and CLI (Bearer) keep coppice's replies (a fork is one
 // sandbox view). The mount takes these requests before the router (`owns`), so auth, draining
@@ -31,6 +32,8 @@ const forkBody = z
 
 const WHOLE_REQUEST = new Set(['not_found', 'conflict', 'unsupported']);
 
+const pauseBody = z.object({ memory: z.boolean().optional() }).passthrough();
+
 export interface SharedControlOptions {
   tokens: EnvdTokens;
   keyOk(presented: string | undefined): boolean;
@@ -42,6 +45,7 @@ type Handler = (gw: Gateway, o: SharedControlOptions, id: string | undefined, re
 const ROUTES: { path: RegExp; handler: Handler }[] = [
   { path: /^\/sandboxes\/?$/, handler: createV1 },
   { path: /^\/sandboxes\/([^/]+)\/fork\/?$/, handler: fork },
+  { path: /^\/sandboxes\/([^/]+)\/pause\/?$/, handler: pause },
 ];
 
 function route(req: IncomingMessage): { handler: Handler; id: string | undefined } | undefined {
@@ -154,4 +158,14 @@ async function fork(gw: Gateway, o: SharedControlOptions, id: string | undefined
     return { status: 499, body: undefined };
   }
   return { status: 201, body: results };
+}
+
+async function pause(gw: Gateway, _o: SharedControlOptions, id: string | undefined, req: IncomingMessage): Promise<{ status: number }> {
+  gw.view(id!);
+  const b = parse(pauseBody, await readJson(req, CONTROL_BODY_LIMIT));
+  if (b.memory === false) {
+    throw badRequest('memory', 'a files-only pause (keepMemory: false) is not supported by coppice: a pause keeps memory and processes; omit it or pass true');
+  }
+  await gw.pause(id!);
+  return { status: 204 };
 }

@@ -178,3 +178,19 @@ test('fork: a partial failure reports each fork (a sandbox or its error) and lea
     await small.close();
   }
 });
+
+test('pause with memory:false (keepMemory: false) is refused naming the field; the sandbox keeps running', async () => {
+  const sbx = await create();
+  try {
+    await assert.rejects(sbx.pause({ keepMemory: false }), /memory/);
+    const r = await e2bApi('POST', `/sandboxes/${sbx.sandboxId}/pause`, { memory: false });
+    assert.equal(r.status, 400);
+    assert.match(r.body.message, /memory/);
+    assert.equal((await sbx.getInfo()).state, 'running');
+    assert.equal(await sbx.pause({ keepMemory: true }), true, 'memory: true is what coppice does');
+    assert.equal((await sbx.getInfo()).state, 'paused');
+    await Sandbox.connect(sbx.sandboxId, opts);
+  } finally {
+    await kill(sbx.sandboxId);
+  }
+});
