@@ -116,18 +116,20 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
       if (req.pty) throw new ConnectError('PTYs are not supported by coppice', Code.Unimplemented);
       const cfg: ProcessConfig | undefined = req.process;
       if (!cfg?.cmd) throw new ConnectError('process.cmd is required', Code.InvalidArgument);
-      if (cfg.cwd !== undefined && cfg.cwd !== '' && !cfg.cwd.startsWith('/')) {
-        throw new ConnectError('process.cwd must be an absolute path', Code.InvalidArgument);
-      }
+      if (cfg.cwd?.includes('\0')) throw new ConnectError('process.cwd contains a NUL byte', Code.InvalidArgument);
+      // A relative cwd is relative to the user's home (E2B), where every command starts: a `cd`
+      // in front of the command (exec: same PID) rather than an absolute path the gateway guesses.
+      const relativeCwd = cfg.cwd && !cfg.cwd.startsWith('/') ? cfg.cwd : undefined;
+      const argv = argvFor(cfg.cmd, cfg.args);
       const deadline = ctx.timeoutMs();
       let channel: ProcessChannel;
       try {
         channel = await gw.startProcess(
           call.sandboxId,
           {
-            argv: argvFor(cfg.cmd, cfg.args),
+            argv: relativeCwd ? ['/bin/sh', '-c', 'cd -- "$1" || exit 1; shift; exec "$@"', 'sh', relativeCwd, ...argv] : argv,
             env: { ...cfg.envs },
-            ...(cfg.cwd ? { cwd: cfg.cwd } : {}),
+            ...(cfg.cwd && !relativeCwd ? { cwd: cfg.cwd } : {}),
             user: call.user,
             // The deadline of the call is the lifetime of the command (E2B); none = no deadline.
             timeoutMs: deadline !== undefined && deadline > 0 ? deadline : 0,

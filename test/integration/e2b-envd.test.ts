@@ -1,0 +1,105 @@
+// envd behaviour the E2B SDKs rely on beyond the common path (files, commands, watchers), with the
+// pinned `e2b` SDK and, where the Python SDK's requests differ from the JS SDK's, the raw Connect
+// requests it sends. Real gateway, real runc sandboxes; each test destroys what it created.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Sandbox } from 'e2b';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+
+let gw: TestGateway;
+let opts: { apiKey: string; apiUrl: string; sandboxUrl: string };
+const created = new Set<string>();
+
+async function create(template = 'base'): Promise<Sandbox> {
+  const sbx = await Sandbox.create(template, opts);
+  created.add(sbx.sandboxId);
+  return sbx;
+}
+
+async function destroy(sbx: Sandbox): Promise<void> {
+  await sbx.kill();
+  created.delete(sbx.sandboxId);
+}
+
+before(async () => {
+  gw = await startTestGateway();
+  opts = { apiKey: gw.key, apiUrl: gw.url, sandboxUrl: gw.url };
+});
+
+after(async () => {
+  for (const id of created) await Sandbox.kill(id, opts).catch(() => false);
+  await gw?.close();
+});
+
+test('files: remove of a missing path succeeds; list is sorted by name; a symlink reports its target', async () => {
+  const sbx = await create();
+  try {
+    await sbx.files.remove('/home/user/never-was');
+    await sbx.files.remove('/home/user/no/such/dir');
+    // A real permission problem is still an error.
+    await assert.rejects(sbx.files.remove('/etc/passwd'), /permission denied/i);
+
+    const names = ['m', 'c', 'zz', 'a', 'k', 'b', 'y', 'e', 'q', 'd'];
+    await sbx.commands.run(`mkdir -p /home/user/sorted && cd /home/user/sorted && touch ${names.join(' ')} && mkdir f && touch f/2 f/1`);
+    const flat = await sbx.files.list('/home/user/sorted');
+    assert.deepEqual(flat.map((e) => e.name), [...names, 'f'].sort());
+    const deep = await sbx.files.list('/home/user/sorted', { depth: 2 });
+    const paths = deep.map((e) => e.path);
+    assert.deepEqual(paths, [...paths].sort(), 'depth 2: in path order');
+    assert.ok(paths.indexOf('/home/user/sorted/f/1') === paths.indexOf('/home/user/sorted/f') + 1, 'children right after their directory');
+
+    await sbx.commands.run('cd /home/user && echo hi > target.txt && mkdir -p tdir && ln -s /home/user/target.txt abs-link && ln -s tdir rel-dir-link && ln -s gone dangling');
+    const file = await sbx.files.getInfo('/home/user/abs-link');
+    assert.equal(file.type, 'file', 'the target is a file');
+    assert.equal(file.symlinkTarget, '/home/user/target.txt');
+    const dir = await sbx.files.getInfo('/home/user/rel-dir-link');
+    assert.equal(dir.type, 'dir', 'the target is a directory');
+    assert.equal(dir.symlinkTarget, '/home/user/tdir', 'the target path is absolute');
+    const dangling = await sbx.files.getInfo('/home/user/dangling');
+    assert.equal(dangling.type, 'symlink', 'a dangling link has no target type');
+    assert.equal(dangling.symlinkTarget, '/home/user/gone');
+    const listed = await sbx.files.list('/home/user');
+    assert.equal(listed.find((e) => e.name === 'rel-dir-link')?.type, 'dir', 'list reports links the same way');
+    assert.equal(listed.find((e) => e.name === 'rel-dir-link')?.symlinkTarget, '/home/user/tdir');
+  } finally {
+    await destroy(sbx);
+  }
+});
+
+test('commands: a relative cwd is relative to the user home; writing /0/x.txt creates the parents for the user', async () => {
+  const sbx = await create();
+  try {
+    await sbx.files.makeDir('/home/user/work/sub');
+    assert.equal((await sbx.commands.run('pwd', { cwd: 'work/sub' })).stdout, '/home/user/work/sub\n');
+    assert.equal((await sbx.commands.run('pwd', { cwd: 'work', user: 'root' }).catch((e) => e)).stdout ?? '', '', 'root has no ~/work');
+    await sbx.files.makeDir('/root/work', { user: 'root' });
+    assert.equal((await sbx.commands.run('pwd', { cwd: 'work', user: 'root' })).stdout, '/root/work\n');
+
+    // The default user writes where only root may create the directory (E2B's envd makes it).
+    await sbx.files.write('/0/x.txt', 'zero');
+    assert.equal(await sbx.files.read('/0/x.txt'), 'zero');
+    assert.equal((await sbx.commands.run('stat -c %U /0 /0/x.txt')).stdout, 'user\nuser\n', 'the new parent belongs to the user');
+    await sbx.files.write('/1/2/3/y.txt', 'deep');
+    assert.equal((await sbx.commands.run('stat -c %U /1 /1/2 /1/2/3')).stdout, 'user\nuser\nuser\n');
+    // A real permission problem is 403 (SandboxError "403: ..."), never 500.
+    const denied = await sbx.files.write('/etc/passwd', 'x').catch((e: Error) => e);
+    assert.match(String(denied), /403/);
+    assert.doesNotMatch(String(denied), /500/);
+  } finally {
+    await destroy(sbx);
+  }
+});
+
+test('files: without a way to root (busybox, no sudo) a parent the user may not create is 403 / permission_denied', async () => {
+  const sbx = await create('busybox');
+  try {
+    const http = await sbx.files.write('/0/x.txt', 'zero').catch((e: Error) => e);
+    assert.match(String(http), /403/);
+    assert.match(String(http), /permission denied/i);
+    // Connect: permission_denied (the SDK's generic SandboxError with that code), not internal.
+    const rpc = await sbx.files.makeDir('/0/sub').catch((e: Error) => e);
+    assert.match(String(rpc), /permission_denied/);
+  } finally {
+    await destroy(sbx);
+  }
+});
