@@ -5,7 +5,7 @@
 //
 // Semantics, as the SDK expects them:
 // - Start: `start {pid}` first, then output, then `end`. Connect-Timeout-Ms is the command's
-//   lifetime (killed at the deadline, the stream ends with deadline_exceeded).
+//   lifetime (killed at the deadline, the stream ends with deadline_exceeded and no end event).
 // - A client that goes away only detaches: the command keeps running; Connect re-attaches by PID
 //   (new output from then on; a command that already ended answers start + end).
 // - envs = the sandbox's envVars + the call's envs; default user = the template's (`user`).
@@ -73,6 +73,36 @@ export function endEvent(exit: ProcessExit): { exitCode: number; exited: boolean
 export function argvFor(cmd: string, args: string[]): string[] {
   if (cmd !== '/bin/bash') return [cmd, ...args];
   return ['/bin/sh', '-c', 'if [ -x /bin/bash ]; then exec /bin/bash "$@"; fi; exec /bin/sh "$@"', 'sh', ...args];
+}
+
+/**
+ * How E2B's envd ends a stream whose command did not finish on its own: a command killed at its
+ * deadline ends the stream with deadline_exceeded (no end event: the SDKs raise their timeout
+ * error; Python's raised "Command ended without an end event" on a bare end frame).
+ */
+export function streamEndError(exit: ProcessExit): ConnectError | null {
+  if (exit.reason === 'timeout') return new ConnectError('the command reached its deadline (timeoutMs) and was killed', Code.DeadlineExceeded);
+  return null;
+}
+
+/** Connect's own deadline fired (Connect-Timeout-Ms): end with its error, never a bare end frame. */
+function throwIfDeadline(ctx: HandlerContext): void {
+  const r: unknown = ctx.signal.reason;
+  if (ctx.signal.aborted && r instanceof ConnectError && r.code === Code.DeadlineExceeded) {
+    throw new ConnectError('the command reached its deadline (timeoutMs) and was killed', Code.DeadlineExceeded);
+  }
+}
+
+/** Stream a command's events as envd does (see streamEndError). */
+async function* events(stream: ChannelStream, ctx: HandlerContext): AsyncGenerator<MessageInitShape<typeof ProcessEventSchema>> {
+  for await (const item of stream.items(ctx.signal, keepaliveMs(ctx))) {
+    if (item.kind === 'end') {
+      const err = streamEndError(item.exit);
+      if (err) throw err;
+    }
+    yield toProcessEvent(item);
+  }
+  throwIfDeadline(ctx);
 }
 
 function keepaliveMs(ctx: HandlerContext): number {
@@ -145,7 +175,7 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
       try {
         const pid = await pidOf(channel);
         yield create(StartResponseSchema, { event: { event: { case: 'start', value: { pid } } } });
-        for await (const item of stream.items(ctx.signal, keepaliveMs(ctx))) yield create(StartResponseSchema, { event: toProcessEvent(item) });
+        for await (const event of events(stream, ctx)) yield create(StartResponseSchema, { event });
       } finally {
         stream.close();
       }
@@ -160,7 +190,7 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
       const stream = new ChannelStream(e.channel, e.channel.outputBytes);
       try {
         yield create(ConnectResponseSchema, { event: { event: { case: 'start', value: { pid } } } });
-        for await (const item of stream.items(ctx.signal, keepaliveMs(ctx))) yield create(ConnectResponseSchema, { event: toProcessEvent(item) });
+        for await (const event of events(stream, ctx)) yield create(ConnectResponseSchema, { event });
       } finally {
         stream.close();
       }

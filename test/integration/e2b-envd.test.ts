@@ -103,3 +103,48 @@ test('files: without a way to root (busybox, no sudo) a parent the user may not 
     await destroy(sbx);
   }
 });
+
+/** A Connect server-streaming call as the SDKs send it (JSON codec): its frames, parsed. */
+async function connectStream(sandboxId: string, method: string, body: unknown, headers: Record<string, string> = {}) {
+  const json = Buffer.from(JSON.stringify(body));
+  const env = Buffer.alloc(5 + json.length);
+  env.writeUInt8(0, 0);
+  env.writeUInt32BE(json.length, 1);
+  json.copy(env, 5);
+  const res = await fetch(`${gw.url}/${method}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/connect+json', 'connect-protocol-version': '1', 'e2b-sandbox-id': sandboxId, 'x-api-key': gw.key, ...headers },
+    body: env,
+  });
+  const buf = Buffer.from(await res.arrayBuffer());
+  const frames: { flags: number; msg: any }[] = [];
+  for (let at = 0; at + 5 <= buf.length; ) {
+    const len = buf.readUInt32BE(at + 1);
+    frames.push({ flags: buf[at]!, msg: JSON.parse(buf.subarray(at + 5, at + 5 + len).toString('utf8')) });
+    at += 5 + len;
+  }
+  return { status: res.status, frames };
+}
+
+test("a command's deadline ends the stream with deadline_exceeded and no end event (the SDKs' timeout error)", async () => {
+  const sbx = await create();
+  try {
+    const { status, frames } = await connectStream(
+      sbx.sandboxId,
+      'process.Process/Start',
+      { process: { cmd: '/bin/bash', args: ['-l', '-c', 'echo before; sleep 30'] } },
+      { 'connect-timeout-ms': '1500' },
+    );
+    assert.equal(status, 200);
+    const last = frames.at(-1)!;
+    assert.equal(last.flags & 2, 2, 'the last frame is the end of the stream');
+    assert.equal(last.msg.error?.code, 'deadline_exceeded', `end frame ${JSON.stringify(last.msg)}`);
+    const events = frames.slice(0, -1).map((f) => f.msg.event);
+    assert.ok(events[0]?.start?.pid > 0, 'start first');
+    assert.ok(!events.some((e) => e?.end), `no end event: ${JSON.stringify(events)}`);
+    const ps = await sbx.commands.run('ps -eo args');
+    assert.ok(!ps.stdout.includes('sleep 30'), 'the command was killed at its deadline');
+  } finally {
+    await destroy(sbx);
+  }
+});
