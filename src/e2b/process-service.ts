@@ -5,7 +5,8 @@
 //
 // Semantics, as the SDK expects them:
 // - Start: `start {pid}` first, then output, then `end`. Connect-Timeout-Ms is the command's
-//   lifetime (killed at the deadline, the stream ends with deadline_exceeded and no end event).
+//   lifetime (killed at the deadline, the stream ends with deadline_exceeded and no end event);
+//   a sandbox stopped under a running command ends its stream with unavailable.
 // - A client that goes away only detaches: the command keeps running; Connect re-attaches by PID
 //   (new output from then on; a command that already ended answers start + end).
 // - envs = the sandbox's envVars + the call's envs; default user = the template's (`user`).
@@ -78,10 +79,13 @@ export function argvFor(cmd: string, args: string[]): string[] {
 /**
  * How E2B's envd ends a stream whose command did not finish on its own: a command killed at its
  * deadline ends the stream with deadline_exceeded (no end event: the SDKs raise their timeout
- * error; Python's raised "Command ended without an end event" on a bare end frame).
+ * error; Python's raised "Command ended without an end event" on a bare end frame), and one whose
+ * sandbox went away under it with unavailable (the SDKs' "sandbox not running" timeout error,
+ * not CommandExitError "signal: killed").
  */
 export function streamEndError(exit: ProcessExit): ConnectError | null {
   if (exit.reason === 'timeout') return new ConnectError('the command reached its deadline (timeoutMs) and was killed', Code.DeadlineExceeded);
+  if (exit.reason === 'killed') return new ConnectError('the sandbox was stopped while the command was running', Code.Unavailable);
   return null;
 }
 

@@ -3,7 +3,7 @@
 // requests it sends. Real gateway, real runc sandboxes; each test destroys what it created.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Sandbox } from 'e2b';
+import { CommandExitError, Sandbox, SandboxNotFoundError, TimeoutError } from 'e2b';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 let gw: TestGateway;
@@ -147,4 +147,16 @@ test("a command's deadline ends the stream with deadline_exceeded and no end eve
   } finally {
     await destroy(sbx);
   }
+});
+
+test('killing the sandbox under a running command is the SDK timeout error (sandbox gone), not CommandExitError', async () => {
+  const sbx = await create();
+  const running = sbx.commands.run('echo started; sleep 60', { timeoutMs: 0 });
+  const seen = running.catch((e: unknown) => e);
+  // Wait until the command is really running (listed), then kill its sandbox.
+  for (let i = 0; i < 200 && !(await sbx.commands.list()).some((p) => p.args.join(' ').includes('sleep 60')); i++) await new Promise((r) => setTimeout(r, 25));
+  await destroy(sbx);
+  const err = await seen;
+  assert.ok(!(err instanceof CommandExitError), `not CommandExitError: ${String(err)}`);
+  assert.ok(err instanceof TimeoutError || err instanceof SandboxNotFoundError, `the SDK's timeout / not-found class: ${String(err)}`);
 });
