@@ -57,7 +57,7 @@ export function diffSnapshots(before: Snapshot, after: Snapshot, base: string): 
   return out;
 }
 
-export async function* watchDir(t: FsTarget, req: WatchDirRequest, signal: AbortSignal) {
+export async function* watchDir(t: FsTarget, req: Pick<WatchDirRequest, 'path' | 'recursive' | 'includeEntry'>, signal: AbortSignal) {
   if (req.includeEntry) throw new ConnectError('watch events with entries are not supported by coppice', Code.Unimplemented);
   const token = `@@cpc${randomBytes(8).toString('hex')}@@`;
   let h;

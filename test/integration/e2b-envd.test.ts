@@ -160,3 +160,54 @@ test('killing the sandbox under a running command is the SDK timeout error (sand
   assert.ok(!(err instanceof CommandExitError), `not CommandExitError: ${String(err)}`);
   assert.ok(err instanceof TimeoutError || err instanceof SandboxNotFoundError, `the SDK's timeout / not-found class: ${String(err)}`);
 });
+
+/** A Connect unary call with the JSON codec, as the Python SDK sends it. */
+async function unary(sandboxId: string, method: string, body: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${gw.url}/${method}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'connect-protocol-version': '1', 'e2b-sandbox-id': sandboxId, 'x-api-key': gw.key },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+test('polled watchers (Python sync watch_dir): CreateWatcher, GetWatcherEvents, RemoveWatcher', async () => {
+  const sbx = await create();
+  const other = await create();
+  try {
+    const dir = '/home/user/polled-watch-dir';
+    await sbx.files.makeDir(dir);
+    const c = await unary(sbx.sandboxId, 'filesystem.Filesystem/CreateWatcher', { path: dir, recursive: false });
+    assert.equal(c.status, 200, JSON.stringify(c.body));
+    const id = c.body.watcherId as string;
+    assert.match(id, /^[0-9a-f]+$/);
+    await sbx.files.write(`${dir}/new.txt`, '1');
+    const seen: string[] = [];
+    for (let i = 0; i < 200 && !seen.includes('EVENT_TYPE_CREATE new.txt'); i++) {
+      const r = await unary(sbx.sandboxId, 'filesystem.Filesystem/GetWatcherEvents', { watcherId: id });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      for (const e of r.body.events ?? []) seen.push(`${e.type} ${e.name}`);
+      if (!seen.includes('EVENT_TYPE_CREATE new.txt')) await new Promise((res) => setTimeout(res, 50));
+    }
+    assert.ok(seen.includes('EVENT_TYPE_CREATE new.txt'), JSON.stringify(seen));
+    // Events are handed out once.
+    const drained = await unary(sbx.sandboxId, 'filesystem.Filesystem/GetWatcherEvents', { watcherId: id });
+    assert.ok(!(drained.body.events ?? []).some((e: { name: string; type: string }) => e.type === 'EVENT_TYPE_CREATE' && e.name === 'new.txt'));
+    // A watcher belongs to its sandbox.
+    assert.equal((await unary(other.sandboxId, 'filesystem.Filesystem/GetWatcherEvents', { watcherId: id })).body.code, 'not_found');
+    assert.equal((await unary(other.sandboxId, 'filesystem.Filesystem/RemoveWatcher', { watcherId: id })).body.code, 'not_found');
+
+    assert.ok((await sbx.commands.run('ps -eo args')).stdout.includes(dir), 'a helper polls the directory');
+    assert.equal((await unary(sbx.sandboxId, 'filesystem.Filesystem/RemoveWatcher', { watcherId: id })).status, 200);
+    assert.equal((await unary(sbx.sandboxId, 'filesystem.Filesystem/GetWatcherEvents', { watcherId: id })).body.code, 'not_found');
+    // Its helper is gone from the sandbox (nothing left polling the directory).
+    for (let i = 0; i < 100 && (await sbx.commands.run('ps -eo args')).stdout.includes(dir); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(!(await sbx.commands.run('ps -eo args')).stdout.includes(dir), 'the watch helper was stopped');
+
+    const missing = await unary(sbx.sandboxId, 'filesystem.Filesystem/CreateWatcher', { path: '/home/user/no-such-dir', recursive: false });
+    assert.equal(missing.body.code, 'not_found');
+  } finally {
+    await destroy(sbx);
+    await destroy(other);
+  }
+});
