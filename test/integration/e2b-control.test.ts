@@ -194,3 +194,26 @@ test('pause with memory:false (keepMemory: false) is refused naming the field; t
     await kill(sbx.sandboxId);
   }
 });
+
+test('fork: a client that goes away before the reply leaves no fork behind', async () => {
+  const src = await create();
+  try {
+    const ac = new AbortController();
+    const req = fetch(`${gw.url}/sandboxes/${src.sandboxId}/fork`, {
+      method: 'POST',
+      headers: { 'x-api-key': gw.key, 'content-type': 'application/json' },
+      body: JSON.stringify({ count: 50 }),
+      signal: ac.signal,
+    }).catch((e: unknown) => e);
+    const others = () => [...liveIds()].filter((id) => id !== src.sandboxId && !created.has(id));
+    for (let i = 0; i < 600 && others().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(others().length > 0, 'a fork was being made');
+    ac.abort();
+    assert.ok((await req) instanceof Error, 'the client gave up');
+    for (let i = 0; i < 600 && others().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(others(), [], 'the forks made for the client that left were destroyed');
+    assert.equal((await src.getInfo()).state, 'running', 'the source is untouched');
+  } finally {
+    await kill(src.sandboxId);
+  }
+});
