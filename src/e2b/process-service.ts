@@ -90,15 +90,16 @@ export function streamEndError(exit: ProcessExit): ConnectError | null {
 }
 
 /** Connect's own deadline fired (Connect-Timeout-Ms): end with its error, never a bare end frame. */
-function throwIfDeadline(ctx: HandlerContext): void {
+function throwIfDeadline(ctx: HandlerContext, message: string): void {
   const r: unknown = ctx.signal.reason;
-  if (ctx.signal.aborted && r instanceof ConnectError && r.code === Code.DeadlineExceeded) {
-    throw new ConnectError('the command reached its deadline (timeoutMs) and was killed', Code.DeadlineExceeded);
-  }
+  if (ctx.signal.aborted && r instanceof ConnectError && r.code === Code.DeadlineExceeded) throw new ConnectError(message, Code.DeadlineExceeded);
 }
 
-/** Stream a command's events as envd does (see streamEndError). */
-async function* events(stream: ChannelStream, ctx: HandlerContext): AsyncGenerator<MessageInitShape<typeof ProcessEventSchema>> {
+/**
+ * Stream a command's events as envd does (see streamEndError). `deadline`: what the call's own
+ * deadline means (Start: the command's lifetime, it is killed; Connect: only the attach ends).
+ */
+async function* events(stream: ChannelStream, ctx: HandlerContext, deadline: string): AsyncGenerator<MessageInitShape<typeof ProcessEventSchema>> {
   for await (const item of stream.items(ctx.signal, keepaliveMs(ctx))) {
     if (item.kind === 'end') {
       const err = streamEndError(item.exit);
@@ -106,7 +107,7 @@ async function* events(stream: ChannelStream, ctx: HandlerContext): AsyncGenerat
     }
     yield toProcessEvent(item);
   }
-  throwIfDeadline(ctx);
+  throwIfDeadline(ctx, deadline);
 }
 
 function keepaliveMs(ctx: HandlerContext): number {
@@ -179,7 +180,7 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
       try {
         const pid = await pidOf(channel);
         yield create(StartResponseSchema, { event: { event: { case: 'start', value: { pid } } } });
-        for await (const event of events(stream, ctx)) yield create(StartResponseSchema, { event });
+        for await (const event of events(stream, ctx, 'the command reached its deadline (timeoutMs) and was killed')) yield create(StartResponseSchema, { event });
       } finally {
         stream.close();
       }
@@ -194,7 +195,7 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
       const stream = new ChannelStream(e.channel, e.channel.outputBytes);
       try {
         yield create(ConnectResponseSchema, { event: { event: { case: 'start', value: { pid } } } });
-        for await (const event of events(stream, ctx)) yield create(ConnectResponseSchema, { event });
+        for await (const event of events(stream, ctx, 'the attach reached its deadline (timeoutMs); the command keeps running')) yield create(ConnectResponseSchema, { event });
       } finally {
         stream.close();
       }

@@ -144,6 +144,13 @@ test("a command's deadline ends the stream with deadline_exceeded and no end eve
     assert.ok(!events.some((e) => e?.end), `no end event: ${JSON.stringify(events)}`);
     const ps = await sbx.commands.run('ps -eo args');
     assert.ok(!ps.stdout.includes('sleep 30'), 'the command was killed at its deadline');
+
+    // Re-attaching (Connect) with a deadline: only the attach ends, the command keeps running.
+    const bg = await sbx.commands.run('sleep 31', { background: true, timeoutMs: 0 });
+    const attach = await connectStream(sbx.sandboxId, 'process.Process/Connect', { process: { pid: bg.pid } }, { 'connect-timeout-ms': '1000' });
+    assert.equal(attach.frames.at(-1)!.msg.error?.code, 'deadline_exceeded');
+    assert.ok((await sbx.commands.list()).some((p) => p.pid === bg.pid), 'still running after the attach timed out');
+    await bg.kill();
   } finally {
     await destroy(sbx);
   }
