@@ -218,3 +218,21 @@ test('polled watchers (Python sync watch_dir): CreateWatcher, GetWatcherEvents, 
     await destroy(other);
   }
 });
+
+test('watchDir: a new file with content is a create and a write (as inotify reports it); an empty one only a create', async () => {
+  const sbx = await create();
+  try {
+    await sbx.files.makeDir('/home/user/w');
+    const events: string[] = [];
+    const w = await sbx.files.watchDir('/home/user/w', (e) => void events.push(`${e.type} ${e.name}`));
+    await sbx.files.write('/home/user/w/full.txt', 'content');
+    await sbx.commands.run('touch /home/user/w/empty.txt');
+    for (let i = 0; i < 300 && !(events.includes('write full.txt') && events.includes('create empty.txt')); i++) await new Promise((r) => setTimeout(r, 20));
+    await w.stop();
+    assert.ok(events.includes('create full.txt') && events.includes('write full.txt'), JSON.stringify(events));
+    assert.ok(events.indexOf('create full.txt') < events.indexOf('write full.txt'), 'create first');
+    assert.ok(events.includes('create empty.txt') && !events.includes('write empty.txt'), JSON.stringify(events));
+  } finally {
+    await destroy(sbx);
+  }
+});
