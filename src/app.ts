@@ -69,7 +69,10 @@ export function resolveMetricsKey(config: Config, env = process.env): string | u
   return key;
 }
 
-/** COPPICE_API_KEY, else --api-key-file, else `<state-dir>/api-key` (generated on first run). */
+/**
+ * COPPICE_API_KEY, else --api-key-file, else `<state-dir>/api-key` (generated on first run). Keys an
+ * operator set (any format, e.g. an older generated `cpc_...` key) are used as they are.
+ */
 export function resolveApiKey(config: Config, env = process.env): { key: string; source: string; generated?: boolean } {
   if (env.COPPICE_API_KEY) return { key: env.COPPICE_API_KEY.trim(), source: 'COPPICE_API_KEY' };
   if (config.apiKeyFile) {
@@ -80,7 +83,8 @@ export function resolveApiKey(config: Config, env = process.env): { key: string;
   const file = join(config.stateDir, 'api-key');
   if (existsSync(file)) return { key: readFileSync(file, 'utf8').trim(), source: file };
   mkdirSync(config.stateDir, { recursive: true });
-  const key = `cpc_${randomBytes(24).toString('base64url')}`;
+  // E2B's key format (`e2b_` + hex): the E2B SDKs that validate keys client-side accept it.
+  const key = `e2b_${randomBytes(20).toString('hex')}`;
   writeFileSync(file, key + '\n', { mode: 0o600 });
   return { key, source: `${file} (generated)`, generated: true };
 }
@@ -152,7 +156,7 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
   gateway.start();
 
   // E2B SDK compatibility (docs/e2b.md) is a surface mounted on the edge, not part of it.
-  const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]) });
+  const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]), defaultDiskMiB: config.diskMib });
   const metricsKey = resolveMetricsKey(config);
   // Sandbox ports first: a request naming a port (host or E2b-Sandbox-Port) is never envd's.
   const ports = createPorts(gateway, { domain: config.domain, envd: e2b, keyOk: createKeyCheck([deps.apiKey]) });

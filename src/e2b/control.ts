@@ -56,7 +56,22 @@ export function e2bSandbox(view: SandboxView, tokens: EnvdTokens): E2bSandbox {
   };
 }
 
-function listed(view: SandboxView): E2bListedSandbox {
+/**
+ * E2B's diskSizeMB: the sandbox's disk quota, as the create named it or else the gateway's default
+ * (`--disk-mib`, jail sandboxes); 0 where coppice sets none (bhyve: the image's own size).
+ */
+export function diskSizeMB(view: SandboxView, defaultDiskMiB: number | undefined): number {
+  const asked = (view.limits as { diskMiB?: number }).diskMiB;
+  if (typeof asked === 'number') return asked;
+  return view.backend === 'jail' ? (defaultDiskMiB ?? 0) : 0;
+}
+
+/** The fields E2B's SDKs read that coppice's own sandbox view does not have. */
+export function sandboxExtras(view: SandboxView, tokens: EnvdTokens, defaultDiskMiB?: number) {
+  return { clientID: CLIENT_ID, envdVersion: ENVD_VERSION, envdAccessToken: tokens.token(view.sandboxID), diskSizeMB: diskSizeMB(view, defaultDiskMiB) };
+}
+
+function listed(view: SandboxView, defaultDiskMiB: number | undefined): E2bListedSandbox {
   return {
     sandboxID: view.sandboxID,
     templateID: view.templateID,
@@ -65,7 +80,7 @@ function listed(view: SandboxView): E2bListedSandbox {
     endAt: view.endAt,
     cpuCount: view.cpuCount,
     memoryMB: view.memoryMB,
-    diskSizeMB: 0,
+    diskSizeMB: diskSizeMB(view, defaultDiskMiB),
     metadata: view.metadata,
     state: view.state === 'paused' ? 'paused' : 'running',
     envdVersion: ENVD_VERSION,
@@ -76,7 +91,7 @@ function listed(view: SandboxView): E2bListedSandbox {
  * Options coppice cannot honour are refused (400) rather than ignored: a sandbox that silently
  * does not auto-pause, mount a volume or filter egress would break what the caller relies on.
  */
-function refuseUnsupported(raw: unknown): void {
+export function refuseUnsupported(raw: unknown): void {
   const b = (raw ?? {}) as Record<string, unknown>;
   const present = (v: unknown) =>
     v !== undefined && v !== null && !(typeof v === 'object' && Object.keys(v as object).length === 0) && !(Array.isArray(v) && v.length === 0);
@@ -123,13 +138,13 @@ function decodeCursor(token: string): { t: number; id: string } {
   return { t: Number(m[1]), id: m[2]! };
 }
 
-export function listSandboxes(views: SandboxView[], query: URLSearchParams): { items: E2bListedSandbox[]; nextToken: string | null } {
+export function listSandboxes(views: SandboxView[], query: URLSearchParams, defaultDiskMiB?: number): { items: E2bListedSandbox[]; nextToken: string | null } {
   const q = parse(listQuery, Object.fromEntries(query), 'query');
   const meta = parseMetadataFilter(q.metadata);
   const states = new Set((q.state ?? 'running,paused').split(',').map((s) => s.trim()).filter(Boolean));
   for (const s of states) if (s !== 'running' && s !== 'paused') throw badRequest('query.state', `unknown state "${s}" (running, paused)`);
   const after = q.startedAfter ? Date.parse(q.startedAfter) : null;
-  const order = q.order ?? 'asc';
+  const order = q.order ?? 'desc'; // E2B: newest first
   const key = (v: SandboxView): [number, string] => [Date.parse(v.startedAt), v.sandboxID];
   const cmp = (a: [number, string], b: [number, string]) => (a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)) * (order === 'asc' ? 1 : -1);
   let rows = views.filter((v) => {
@@ -137,7 +152,7 @@ export function listSandboxes(views: SandboxView[], query: URLSearchParams): { i
     if (v.state !== 'running' && v.state !== 'paused') return false;
     if (!states.has(v.state)) return false;
     if (q.template && v.templateID !== q.template) return false;
-    if (after !== null && Date.parse(v.startedAt) <= after) return false;
+    if (after !== null && Date.parse(v.startedAt) < after) return false; // at or after
     for (const [k, val] of Object.entries(meta)) if (v.metadata[k] !== val) return false;
     return true;
   });
@@ -148,10 +163,10 @@ export function listSandboxes(views: SandboxView[], query: URLSearchParams): { i
   }
   const limit = q.limit ?? DEFAULT_PAGE;
   const page = rows.slice(0, limit);
-  return { items: page.map(listed), nextToken: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null };
+  return { items: page.map((v) => listed(v, defaultDiskMiB)), nextToken: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null };
 }
 
-export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens): void {
+export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens, defaultDiskMiB?: number): void {
   router
     .on('POST', '/v2/sandboxes', async (ctx) => {
       const raw = await ctx.body(CONTROL_BODY_LIMIT);
@@ -170,7 +185,7 @@ export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens): 
       return { status: 201, body: e2bSandbox(view, tokens) };
     })
     .on('GET', '/v2/sandboxes', (ctx) => {
-      const { items, nextToken } = listSandboxes(gw.list(), ctx.query);
+      const { items, nextToken } = listSandboxes(gw.list(), ctx.query, defaultDiskMiB);
       const headers: Record<string, string> = nextToken ? { 'x-next-token': nextToken } : {};
       return { status: 200, body: items, headers };
     })
@@ -202,17 +217,16 @@ const SANDBOX_REPLY = new Set(['POST /sandboxes', 'GET /sandboxes/:id', 'POST /s
 
 /**
  * Add E2B's fields to a reply of coppice's shared sandbox routes (a superset: coppice clients see
- * the same view plus three fields). Other replies pass through unchanged.
+ * the same view plus E2B's fields). Other replies pass through unchanged.
  */
-export function decorateReply(route: string, reply: Exclude<Reply, 'handled'>, tokens: EnvdTokens): Exclude<Reply, 'handled'> {
-  const body = reply.body as Partial<SandboxView> | Partial<SandboxView>[] | undefined;
+export function decorateReply(route: string, reply: Exclude<Reply, 'handled'>, tokens: EnvdTokens, defaultDiskMiB?: number): Exclude<Reply, 'handled'> {
+  const body = reply.body as SandboxView | SandboxView[] | undefined;
   if (reply.status >= 300 || !body || typeof body !== 'object') return reply;
-  const extra = { clientID: CLIENT_ID, envdVersion: ENVD_VERSION };
   if (route === 'GET /sandboxes' && Array.isArray(body)) {
-    return { ...reply, body: body.map((v) => ({ ...v, ...extra })) };
+    return { ...reply, body: body.map((v) => ({ ...v, clientID: CLIENT_ID, envdVersion: ENVD_VERSION, diskSizeMB: diskSizeMB(v, defaultDiskMiB) })) };
   }
   if (SANDBOX_REPLY.has(route) && !Array.isArray(body) && typeof body.sandboxID === 'string') {
-    return { ...reply, body: { ...body, ...extra, envdAccessToken: tokens.token(body.sandboxID) } };
+    return { ...reply, body: { ...body, ...sandboxExtras(body, tokens, defaultDiskMiB) } };
   }
   return reply;
 }

@@ -1,6 +1,6 @@
 // envd's filesystem.Filesystem, done inside the sandbox (see sandbox-fs.ts for why: symlinks
 // resolve in the sandbox's own view, never on the host).
-import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
+import type { ServiceImpl } from '@connectrpc/connect';
 import { asConnectError } from './rpc-errors.ts';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { Gateway } from '../actors/gateway.ts';
@@ -8,6 +8,7 @@ import { envdCall } from './context.ts';
 import { FileType, Filesystem } from './gen/filesystem/filesystem_pb.ts';
 import { listDir, makeDir, move, remove, stat, type FsEntry, type FsTarget } from './sandbox-fs.ts';
 import { watchDir } from './watch.ts';
+import { PolledWatchers } from './watchers.ts';
 
 export function entryInfo(e: FsEntry) {
   return {
@@ -37,6 +38,7 @@ export function filesystemService(gw: Gateway): Partial<ServiceImpl<typeof Files
     const c = envdCall(ctx);
     return { gw, sandboxId: c.sandboxId, user: c.user };
   };
+  const watchers = new PolledWatchers();
   return {
     stat: (req, ctx) => guard(async () => ({ entry: entryInfo(await stat(target(ctx), req.path)) })),
     listDir: (req, ctx) => guard(async () => ({ entries: (await listDir(target(ctx), req.path, req.depth || 1)).map(entryInfo) })),
@@ -50,14 +52,12 @@ export function filesystemService(gw: Gateway): Partial<ServiceImpl<typeof Files
     async *watchDir(req, ctx) {
       yield* watchDir(target(ctx), req, ctx.signal);
     },
-    async createWatcher() {
-      throw new ConnectError('polled watchers are not supported by coppice (use WatchDir)', Code.Unimplemented);
-    },
-    async getWatcherEvents() {
-      throw new ConnectError('polled watchers are not supported by coppice (use WatchDir)', Code.Unimplemented);
-    },
-    async removeWatcher() {
-      throw new ConnectError('polled watchers are not supported by coppice (use WatchDir)', Code.Unimplemented);
+    // The Python SDK's sync watch_dir: WatchDir consumed into a buffer that is polled (watchers.ts).
+    createWatcher: async (req, ctx) => ({ watcherId: await watchers.create(target(ctx), req) }),
+    getWatcherEvents: async (req, ctx) => ({ events: watchers.events(envdCall(ctx).sandboxId, req.watcherId) }),
+    removeWatcher: async (req, ctx) => {
+      watchers.remove(envdCall(ctx).sandboxId, req.watcherId);
+      return {};
     },
   };
 }

@@ -4,6 +4,7 @@
 import type { Gateway } from '../actors/gateway.ts';
 import type { Mount } from '../http/mount.ts';
 import { controlRoutes, decorateReply } from './control.ts';
+import { isE2bSharedControl, serveE2bSharedControl } from './control-shared.ts';
 import { createEnvd, isEnvdRequest } from './envd.ts';
 import { createEnvdTokens, type EnvdTokens } from './tokens.ts';
 
@@ -11,6 +12,8 @@ export interface E2bOptions {
   /** The gateway's API keys: the first one keys the envd access tokens; any of them opens envd. */
   apiKeys: string[];
   keyOk(presented: string | undefined): boolean;
+  /** The disk quota of a sandbox whose create named none (`--disk-mib`): E2B's diskSizeMB. */
+  defaultDiskMiB?: number;
 }
 
 export interface E2b extends Mount {
@@ -22,14 +25,16 @@ export function createE2b(gw: Gateway, opts: E2bOptions): E2b {
   if (!secret) throw new Error('the E2B surface needs an API key');
   const tokens = createEnvdTokens(secret);
   const envd = createEnvd(gw, { tokens, keyOk: opts.keyOk });
+  const shared = { tokens, keyOk: opts.keyOk, defaultDiskMiB: opts.defaultDiskMiB };
   return {
-    name: 'e2b envd',
+    name: 'e2b',
     tokens,
-    // The /v2 control-plane routes; envd (Connect RPC, /files, /health) for requests naming a
-    // sandbox in `E2b-Sandbox-Id`, served before the router.
-    routes: (router) => controlRoutes(router, gw, tokens),
-    owns: isEnvdRequest,
-    serve: (req, res) => envd.handle(req, res),
-    decorate: (route, reply) => decorateReply(route, reply, tokens),
+    // The /v2 control-plane routes; served before the router: envd (Connect RPC, /files, /health)
+    // for requests naming a sandbox in `E2b-Sandbox-Id`, and the E2B SDKs' requests to the shared
+    // routes whose E2B contract differs from coppice's (control-shared.ts).
+    routes: (router) => controlRoutes(router, gw, tokens, opts.defaultDiskMiB),
+    owns: (req) => isEnvdRequest(req) || isE2bSharedControl(req),
+    serve: (req, res) => (isEnvdRequest(req) ? envd.handle(req, res) : serveE2bSharedControl(gw, shared, req, res)),
+    decorate: (route, reply) => decorateReply(route, reply, tokens, opts.defaultDiskMiB),
   };
 }

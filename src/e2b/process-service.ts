@@ -5,7 +5,8 @@
 //
 // Semantics, as the SDK expects them:
 // - Start: `start {pid}` first, then output, then `end`. Connect-Timeout-Ms is the command's
-//   lifetime (killed at the deadline, the stream ends with deadline_exceeded).
+//   lifetime (killed at the deadline, the stream ends with deadline_exceeded and no end event);
+//   a sandbox stopped under a running command ends its stream with unavailable.
 // - A client that goes away only detaches: the command keeps running; Connect re-attaches by PID
 //   (new output from then on; a command that already ended answers start + end).
 // - envs = the sandbox's envVars + the call's envs; default user = the template's (`user`).
@@ -75,6 +76,40 @@ export function argvFor(cmd: string, args: string[]): string[] {
   return ['/bin/sh', '-c', 'if [ -x /bin/bash ]; then exec /bin/bash "$@"; fi; exec /bin/sh "$@"', 'sh', ...args];
 }
 
+/**
+ * How E2B's envd ends a stream whose command did not finish on its own: a command killed at its
+ * deadline ends the stream with deadline_exceeded (no end event: the SDKs raise their timeout
+ * error; Python's raised "Command ended without an end event" on a bare end frame), and one whose
+ * sandbox went away under it with unavailable (the SDKs' "sandbox not running" timeout error,
+ * not CommandExitError "signal: killed").
+ */
+export function streamEndError(exit: ProcessExit): ConnectError | null {
+  if (exit.reason === 'timeout') return new ConnectError('the command reached its deadline (timeoutMs) and was killed', Code.DeadlineExceeded);
+  if (exit.reason === 'killed') return new ConnectError('the sandbox was stopped while the command was running', Code.Unavailable);
+  return null;
+}
+
+/** Connect's own deadline fired (Connect-Timeout-Ms): end with its error, never a bare end frame. */
+function throwIfDeadline(ctx: HandlerContext, message: string): void {
+  const r: unknown = ctx.signal.reason;
+  if (ctx.signal.aborted && r instanceof ConnectError && r.code === Code.DeadlineExceeded) throw new ConnectError(message, Code.DeadlineExceeded);
+}
+
+/**
+ * Stream a command's events as envd does (see streamEndError). `deadline`: what the call's own
+ * deadline means (Start: the command's lifetime, it is killed; Connect: only the attach ends).
+ */
+async function* events(stream: ChannelStream, ctx: HandlerContext, deadline: string): AsyncGenerator<MessageInitShape<typeof ProcessEventSchema>> {
+  for await (const item of stream.items(ctx.signal, keepaliveMs(ctx))) {
+    if (item.kind === 'end') {
+      const err = streamEndError(item.exit);
+      if (err) throw err;
+    }
+    yield toProcessEvent(item);
+  }
+  throwIfDeadline(ctx, deadline);
+}
+
 function keepaliveMs(ctx: HandlerContext): number {
   const s = Number(ctx.requestHeader.get('keepalive-ping-interval'));
   return Number.isFinite(s) && s > 0 ? Math.min(Math.max(s, 1), 300) * 1000 : 50_000;
@@ -116,18 +151,20 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
       if (req.pty) throw new ConnectError('PTYs are not supported by coppice', Code.Unimplemented);
       const cfg: ProcessConfig | undefined = req.process;
       if (!cfg?.cmd) throw new ConnectError('process.cmd is required', Code.InvalidArgument);
-      if (cfg.cwd !== undefined && cfg.cwd !== '' && !cfg.cwd.startsWith('/')) {
-        throw new ConnectError('process.cwd must be an absolute path', Code.InvalidArgument);
-      }
+      if (cfg.cwd?.includes('\0')) throw new ConnectError('process.cwd contains a NUL byte', Code.InvalidArgument);
+      // A relative cwd is relative to the user's home (E2B), where every command starts: a `cd`
+      // in front of the command (exec: same PID) rather than an absolute path the gateway guesses.
+      const relativeCwd = cfg.cwd && !cfg.cwd.startsWith('/') ? cfg.cwd : undefined;
+      const argv = argvFor(cfg.cmd, cfg.args);
       const deadline = ctx.timeoutMs();
       let channel: ProcessChannel;
       try {
         channel = await gw.startProcess(
           call.sandboxId,
           {
-            argv: argvFor(cfg.cmd, cfg.args),
+            argv: relativeCwd ? ['/bin/sh', '-c', 'cd -- "$1" || exit 1; shift; exec "$@"', 'sh', relativeCwd, ...argv] : argv,
             env: { ...cfg.envs },
-            ...(cfg.cwd ? { cwd: cfg.cwd } : {}),
+            ...(cfg.cwd && !relativeCwd ? { cwd: cfg.cwd } : {}),
             user: call.user,
             // The deadline of the call is the lifetime of the command (E2B); none = no deadline.
             timeoutMs: deadline !== undefined && deadline > 0 ? deadline : 0,
@@ -143,7 +180,7 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
       try {
         const pid = await pidOf(channel);
         yield create(StartResponseSchema, { event: { event: { case: 'start', value: { pid } } } });
-        for await (const item of stream.items(ctx.signal, keepaliveMs(ctx))) yield create(StartResponseSchema, { event: toProcessEvent(item) });
+        for await (const event of events(stream, ctx, 'the command reached its deadline (timeoutMs) and was killed')) yield create(StartResponseSchema, { event });
       } finally {
         stream.close();
       }
@@ -158,7 +195,7 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
       const stream = new ChannelStream(e.channel, e.channel.outputBytes);
       try {
         yield create(ConnectResponseSchema, { event: { event: { case: 'start', value: { pid } } } });
-        for await (const item of stream.items(ctx.signal, keepaliveMs(ctx))) yield create(ConnectResponseSchema, { event: toProcessEvent(item) });
+        for await (const event of events(stream, ctx, 'the attach reached its deadline (timeoutMs); the command keeps running')) yield create(ConnectResponseSchema, { event });
       } finally {
         stream.close();
       }

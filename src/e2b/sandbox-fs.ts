@@ -9,7 +9,7 @@
 // Bytes go through stdin/stdout untouched (binary-safe). Metadata comes back as records, each led
 // by a random per-call token (so file names with spaces or newlines cannot be mistaken for
 // structure): <T>P<pwd>\n, <T>E<hexmode> <size> <octal> <user> <group> <mtime> <ls-mode> <path>\n,
-// <T>L<path>\0<link target>\n.
+// <T>L<path>\0<link text>\0<resolved target>\0<target's hexmode, empty if dangling>\n.
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import type { Gateway } from '../actors/gateway.ts';
@@ -60,9 +60,10 @@ export const HELPER_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr
 const PRELUDE = `
 fail() { c=$1; shift; printf '%s\\n' "$*" >&2; exit "$c"; }
 exists() { [ -e "$1" ] || [ -L "$1" ]; }
+link() { printf '%sL%s\\0%s\\0%s\\0%s\\n' "$T" "$1" "$(readlink -- "$1")" "$(readlink -f -- "$1" 2>/dev/null)" "$(stat -L -c %f -- "$1" 2>/dev/null)"; }
 entry() {
   stat -c "\${T}E%f %s %a %U %G %Y %A %n" -- "$1" || return 1
-  if [ -L "$1" ]; then printf '%sL%s\\0%s\\n' "$T" "$1" "$(readlink -- "$1")"; fi
+  if [ -L "$1" ]; then link "$1"; fi
 }
 `;
 
@@ -80,7 +81,7 @@ T=$1; p=$2; d=$3
 cd "$p" 2>/dev/null || fail 44 "permission denied: $p"
 printf '%sP%s\\n' "$T" "$PWD"
 find . -mindepth 1 -maxdepth "$d" -exec stat -c "\${T}E%f %s %a %U %G %Y %A %n" -- {} +
-find . -mindepth 1 -maxdepth "$d" -type l -exec sh -c 'T=$1; shift; for l; do printf "%sL%s\\0%s\\n" "$T" "$l" "$(readlink -- "$l")"; done' sh "$T" {} +
+find . -mindepth 1 -maxdepth "$d" -type l -exec sh -c 'T=$1; shift; for l; do printf "%sL%s\\0%s\\0%s\\0%s\\n" "$T" "$l" "$(readlink -- "$l")" "$(readlink -f -- "$l" 2>/dev/null)" "$(stat -L -c %f -- "$l" 2>/dev/null)"; done' sh "$T" {} +
 exit 0
 `,
   mkdir: `${PRELUDE}
@@ -99,9 +100,9 @@ mv -f -T -- "$s" "$d" || exit 1
 printf '%sP%s\\n' "$T" "$PWD"
 entry "$d" || exit 1
 `,
+  /** A path that is not there is removed already (as E2B); rm -f still fails on a permission problem. */
   remove: `${PRELUDE}
 p=$1
-exists "$p" || fail 40 "no such file or directory: $p"
 rm -rf -- "$p" || exit 1
 `,
   /** Prints "ok\\n" once the file is known readable, then its bytes. */
@@ -114,10 +115,24 @@ exists "$p" || fail 40 "no such file or directory: $p"
 printf 'ok\\n'
 exec cat -- "$p"
 `,
-  /** Writes stdin to the file (parents created); prints the working directory. */
+  /**
+   * Writes stdin to the file (parents created); prints the working directory. E2B's envd (root)
+   * creates missing parents owned by the user anywhere; here the user creates them, and where the
+   * user may not (e.g. /0) but may become root without a password (sudo -n, as in the base
+   * template), they are made through sudo and given to the user: no right the user lacks. Else a
+   * permission error.
+   */
   write: `${PRELUDE}
 p=$1
-mkdir -p -- "$(dirname -- "$p")" 2>/dev/null
+d=$(dirname -- "$p")
+if [ ! -d "$d" ] && ! err=$(mkdir -p -- "$d" 2>&1); then
+  case $err in *"Not a directory"*|*"File exists"*) fail 41 "not a directory: a parent of $p" ;; esac
+  top=$d
+  while [ ! -e "$(dirname -- "$top")" ]; do top=$(dirname -- "$top"); done
+  if ! { sudo -n true && sudo -n mkdir -p -- "$d" && sudo -n chown -R -- "$(id -u):$(id -g)" "$top"; } >/dev/null 2>&1; then
+    fail 44 "permission denied: cannot create directory $d"
+  fi
+fi
 [ -d "$p" ] && fail 42 "is a directory: $p"
 cat > "$p" || exit 1
 printf '%s\\n' "$PWD"
@@ -217,7 +232,7 @@ const S_IFLNK = 0o120000;
 export function parseRecords(out: Buffer, token: string): Parsed {
   let pwd = '/';
   const entries: FsEntry[] = [];
-  const links = new Map<string, string>();
+  const links = new Map<string, { text: string; resolved: string; hexMode: string }>();
   const raw: { fields: string[]; path: string }[] = [];
   const parts = splitBuffer(out, Buffer.from(token));
   for (const part of parts.slice(1)) {
@@ -226,8 +241,8 @@ export function parseRecords(out: Buffer, token: string): Parsed {
     const rest = body.subarray(1);
     if (kind === 'P') pwd = rest.toString('utf8') || '/';
     else if (kind === 'L') {
-      const nul = rest.indexOf(0);
-      if (nul >= 0) links.set(rest.subarray(0, nul).toString('utf8'), rest.subarray(nul + 1).toString('utf8'));
+      const [path, text = '', resolved = '', hexMode = ''] = splitBuffer(rest, Buffer.from([0])).map((b) => b.toString('utf8'));
+      if (path !== undefined) links.set(path, { text, resolved, hexMode });
     } else if (kind === 'E') {
       const text = rest.toString('utf8');
       const fields: string[] = [];
@@ -257,8 +272,18 @@ export function parseRecords(out: Buffer, token: string): Parsed {
       group,
       modifiedTime: new Date(Number(mtime) * 1000),
     };
-    const target = links.get(path);
-    if (target !== undefined) entry.symlinkTarget = target;
+    // A symlink is reported as E2B's envd does: its target's type and the target's absolute path;
+    // a dangling one stays a symlink, its text made absolute against the link's directory.
+    const link = links.get(path);
+    if (link !== undefined) {
+      const targetBits = link.hexMode ? parseInt(link.hexMode, 16) & TYPE_BITS : null;
+      if (targetBits !== null && link.resolved) {
+        entry.type = targetBits === S_IFDIR ? 'dir' : 'file';
+        entry.symlinkTarget = link.resolved;
+      } else {
+        entry.symlinkTarget = posix.resolve(posix.dirname(abs), link.text);
+      }
+    }
     entries.push(entry);
   }
   return { pwd, entries };
@@ -284,7 +309,8 @@ export async function listDir(t: FsTarget, path: string, depth: number): Promise
   const token = newToken();
   const d = Math.max(1, Math.min(depth || 1, 64));
   const { entries } = parseRecords(await runHelper(t, SCRIPTS.list, [token, pathArg(path), String(d)]), token);
-  return entries;
+  // Sorted by path (E2B's envd walks the tree in lexical order), not in directory order.
+  return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 export async function makeDir(t: FsTarget, path: string): Promise<FsEntry> {

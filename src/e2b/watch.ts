@@ -2,6 +2,7 @@
 // records, as sandbox-fs.ts) every WATCH_INTERVAL, and the gateway diffs consecutive listings into
 // create / write / chmod / remove events. No inotify: it needs no tool the templates lack, works the
 // same on both backends, and — like every file operation here — only sees the sandbox's own view.
+// A new file with content is reported as create + write, as inotify sees it.
 // Limits: changes are seen at the polling interval, and a rewrite that keeps both the size and the
 // (1 s) mtime of a file is not reported; a rename is reported as remove + create.
 import { Code, ConnectError } from '@connectrpc/connect';
@@ -47,6 +48,8 @@ export function diffSnapshots(before: Snapshot, after: Snapshot, base: string): 
     if (!b || b.type !== a.type) {
       if (b) out.push({ name: rel(p), type: EventType.REMOVE });
       out.push({ name: rel(p), type: EventType.CREATE });
+      // A new file with content was also written (inotify, hence E2B, reports CREATE then WRITE).
+      if (a.type === 'file' && a.size > 0) out.push({ name: rel(p), type: EventType.WRITE });
     } else if (b.size !== a.size || b.modifiedTime.getTime() !== a.modifiedTime.getTime()) {
       out.push({ name: rel(p), type: EventType.WRITE });
     } else if (b.mode !== a.mode || b.owner !== a.owner || b.group !== a.group) {
@@ -57,7 +60,7 @@ export function diffSnapshots(before: Snapshot, after: Snapshot, base: string): 
   return out;
 }
 
-export async function* watchDir(t: FsTarget, req: WatchDirRequest, signal: AbortSignal) {
+export async function* watchDir(t: FsTarget, req: Pick<WatchDirRequest, 'path' | 'recursive' | 'includeEntry'>, signal: AbortSignal) {
   if (req.includeEntry) throw new ConnectError('watch events with entries are not supported by coppice', Code.Unimplemented);
   const token = `@@cpc${randomBytes(8).toString('hex')}@@`;
   let h;

@@ -19,7 +19,8 @@ test('COPPICE_API_KEY wins, then --api-key-file, else a key is generated on firs
 
   const bare = parseServeArgs(['--state-dir', dir]);
   const first = resolveApiKey(bare, {});
-  assert.match(first.key, /^cpc_[A-Za-z0-9_-]{32}$/);
+  // E2B's format: the E2B SDKs that validate keys (Python >= 2.25) accept only `^e2b_[0-9a-f]+$`.
+  assert.match(first.key, /^e2b_[0-9a-f]{40}$/);
   assert.match(first.source, /generated/);
   const stored = join(dir, 'api-key');
   assert.equal(readFileSync(stored, 'utf8').trim(), first.key);
@@ -34,4 +35,14 @@ test('an empty --api-key-file is refused', (t) => {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'empty'), '\n');
   assert.throws(() => resolveApiKey(parseServeArgs(['--state-dir', dir, '--api-key-file', join(dir, 'empty')]), {}), /is empty/);
+});
+
+test('a key already stored or set in any format keeps working (not rewritten to the E2B format)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'coppice-key-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'api-key'), 'cpc_older-generated-key\n');
+  const bare = parseServeArgs(['--state-dir', dir]);
+  assert.equal(resolveApiKey(bare, {}).key, 'cpc_older-generated-key');
+  assert.equal(readFileSync(join(dir, 'api-key'), 'utf8').trim(), 'cpc_older-generated-key');
+  assert.equal(resolveApiKey(bare, { COPPICE_API_KEY: 'operator-chosen' }).key, 'operator-chosen');
 });
