@@ -192,6 +192,10 @@ describe('portal layout in headless Chromium', { skip: !root ? 'needs root (runc
     const fresh = await create();
     await page.locator('#log li', { hasText: `sandbox ${fresh} starting from template busybox` }).waitFor();
     await page.locator('#log li', { hasText: new RegExp(`sandbox ${fresh} ready at 10\\.78\\.47\\.`) }).waitFor();
+    const fork = await gw.api('POST', `/sandboxes/${id}/fork`);
+    assert.equal(fork.status, 201, JSON.stringify(fork.body));
+    created.add(fork.body.sandboxID as string);
+    await page.locator('#log li', { hasText: `sandbox ${fork.body.sandboxID as string} forked from ${id}` }).waitFor();
 
     const words = (await page.locator('#log').textContent())!;
     assert.doesNotMatch(words, /xstate\./, 'no XState internals in the words view');

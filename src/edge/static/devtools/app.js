@@ -32,6 +32,8 @@ const state = {
   sampler: null,
   /** `${sandbox}:${processId}` -> the command, from EXEC events (for "exec finished" lines) */
   commands: new Map(),
+  /** snapshotID -> the sandbox it was taken of, from SNAPSHOT events (a fork says where it came from) */
+  snapshotOf: new Map(),
 };
 
 // ---------- small DOM helpers ----------
@@ -396,8 +398,16 @@ function eventWords(msg, target) {
   if (t === 'SPAWN') {
     if (target?.kind !== 'gateway') return null; // the shard's copy of the same spawn
     const i = e.input ?? {};
-    const from = i.fromSnapshot ? `snapshot ${i.fromSnapshot.snapshotID}` : `template ${i.template}`;
+    const snap = i.fromSnapshot?.snapshotID;
+    // A fork is a start from a snapshot taken for it (and consumed by it).
+    if (snap && i.fromSnapshot.consume && state.snapshotOf.has(snap)) return { text: `sandbox ${i.id ?? sb} forked from ${state.snapshotOf.get(snap)}` };
+    const from = snap ? `snapshot ${snap}` : `template ${i.template}`;
     return i.pooled ? { text: `pool slot for ${i.template} starting (${i.id})` } : { text: `sandbox ${i.id ?? sb} starting from ${from}` };
+  }
+  if (t === 'SNAPSHOT' && e.snapshotID) {
+    state.snapshotOf.set(e.snapshotID, sb);
+    if (state.snapshotOf.size > 500) state.snapshotOf.delete(state.snapshotOf.keys().next().value);
+    return null;
   }
   if (t === 'ADOPT') return { text: `sandbox ${sb} adopted after a restart` };
   if (t === 'EXEC') {
