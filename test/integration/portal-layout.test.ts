@@ -185,6 +185,15 @@ describe('portal layout in headless Chromium', { skip: !root ? 'needs root (runc
     assert.equal((await gw.api('POST', `/sandboxes/${id}/exec`, { cmd: 'exit 3' })).status, 200);
     await page.locator('#log li.w-bad', { hasText: `exec finished in ${id}: exit 3 → exit 3` }).waitFor();
 
+    // ^C from the console reads as a signal to that process.
+    await page.locator(`#sandboxes tr[data-sandbox="${id}"] button[data-action="run"]`).click();
+    await page.fill('#cmd', 'sleep 60');
+    await page.click('#run');
+    await page.locator('#log li', { hasText: `exec started in ${id}: sleep 60` }).waitFor();
+    await page.locator('#interrupt:not([disabled])').click();
+    await page.locator('#log li', { hasText: new RegExp(`SIGINT sent to process \\d+ in ${id}`) }).waitFor();
+    await page.locator('#log li.w-bad', { hasText: new RegExp(`exec finished in ${id}: sleep 60 → (killed by SIGINT|exit 130)`) }).waitFor({ timeout: 15_000 });
+
     await page.locator(`#sandboxes tr[data-sandbox="${id}"] button[data-action="pause"]`).click();
     await page.locator('#log li', { hasText: `sandbox ${id} paused` }).waitFor();
     await page.locator(`#sandboxes tr[data-sandbox="${id}"] button[data-action="resume"]`).click();

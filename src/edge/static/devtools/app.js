@@ -424,7 +424,10 @@ function eventWords(msg, target) {
     const how = x.signal ? `killed by ${x.signal}` : `exit ${x.exitCode ?? '?'}`;
     return { text: `exec finished in ${sb}: ${cmd} → ${how}${x.reason ? ` (${x.reason})` : ''}`, cls: x.exitCode === 0 ? 'w-ok' : 'w-bad' };
   }
-  if (t === 'SIGNAL' || t === 'SIGINT') return { text: `${e.signal ?? 'SIGINT'} sent to ${target ? labelOf(target) : 'a process'} in ${sb}` };
+  if (t === 'SIGNAL' || t === 'SIGINT') {
+    const to = target?.kind === 'process' ? `process ${target.id.replace(/^proc:/, '')}` : target ? labelOf(target) : 'a process';
+    return { text: `${e.signal ?? 'SIGINT'} sent to ${to} in ${sb}` };
+  }
   if (t === 'EXPIRE') return { text: `sandbox ${sb} timed out` };
   if (t === 'SET_TIMEOUT') return { text: `sandbox ${sb} now ends in ${Math.round((e.timeoutMs ?? 0) / 1000)} s` };
   if (t === 'CONNECT') return { text: `sandbox ${sb} connected (ends in ${Math.round((e.timeoutMs ?? 0) / 1000)} s)` };
