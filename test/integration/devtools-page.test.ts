@@ -372,7 +372,10 @@ describe('devtools page in headless Chromium', { skip: !root ? 'needs root (runc
     assert.match((await page.locator('#details').textContent())!, /"from": "rest"/);
     await page.screenshot({ path: join(ARTIFACTS, 'devtools.png'), fullPage: true });
 
+    // Delete asks first (an in-page dialog); portal-layout.test.ts covers cancelling.
     await page.locator(`#sandboxes tr[data-sandbox="${id2}"] button[data-action="delete"]`).click();
+    await page.locator('#confirm-title', { hasText: `Delete sandbox ${id2}` }).waitFor();
+    await page.click('#confirm-ok');
     await page.locator(`#sandboxes tr[data-sandbox="${id2}"]`).waitFor({ state: 'detached', timeout: 30_000 });
     assert.equal((await gw.api('GET', `/sandboxes/${id2}`)).status, 404);
     created.delete(id2);

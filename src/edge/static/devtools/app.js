@@ -8,6 +8,8 @@ const KEY_STORE = 'coppice.key';
 const LOG_MAX = 500;
 const GONE_AFTER_MS = 4000;
 const TREE_MAX_SANDBOXES = 300;
+const SAMPLE_MS = 5000;
+const SAMPLES_MAX = 60;
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -24,6 +26,14 @@ const state = {
   consoleTarget: null,
   exec: null,
   logCount: 0,
+  snapshots: [],
+  /** Chart samples: { t, byState: {state: n}, exec: {count, sum, buckets: [[le, n]]} | null } */
+  samples: [],
+  sampler: null,
+  /** `${sandbox}:${processId}` -> the command, from EXEC events (for "exec finished" lines) */
+  commands: new Map(),
+  /** snapshotID -> the sandbox it was taken of, from SNAPSHOT events (a fork says where it came from) */
+  snapshotOf: new Map(),
 };
 
 // ---------- small DOM helpers ----------
@@ -118,6 +128,7 @@ function signOut(message = '') {
     state.ws = null;
   }
   state.exec?.close();
+  stopSampler();
   $('app').hidden = true;
   $('logout').hidden = true;
   $('login').hidden = false;
@@ -131,6 +142,7 @@ function showApp() {
   $('logout').hidden = false;
   connectInspector();
   refreshPortal();
+  startSampler();
 }
 
 // ---------- devtools: the inspection stream ----------
@@ -218,8 +230,10 @@ function onSnapshot(msg) {
   node.state = msg.state;
   if (msg.context !== undefined) node.context = msg.context;
   if (node.sessionId === state.rootId) setLifecycle(msg.state);
-  if (node.kind !== 'effect' && before !== msg.state && $('log-snapshots').checked) {
-    appendLog(msg.ts, msg.sandbox, labelOf(node), `→ ${msg.state ?? msg.status}`, '', 'transition');
+  if (node.kind !== 'effect' && before !== msg.state) {
+    if ($('log-snapshots').checked) appendLog('log-raw', msg.ts, msg.sandbox, labelOf(node), `→ ${msg.state ?? msg.status}`, '', 'transition');
+    const w = snapshotWords(node, before, msg);
+    if (w) appendLog('log', msg.ts, msg.sandbox, '', w.text, '', `word ${w.cls ?? ''}`);
   }
   if (msg.status !== 'active') {
     // Finished or stopped actors linger a moment, greyed, then leave the tree.
@@ -351,29 +365,146 @@ function logEvent(msg) {
   const { type, ...payload } = msg.event;
   const who = `${source ? labelOf(source) : 'edge'} → ${target ? labelOf(target) : msg.targetId}`;
   const body = Object.keys(payload).length ? JSON.stringify(payload) : '';
-  appendLog(msg.ts, msg.sandbox, who, type, body, type.startsWith('xstate.') ? 'internal' : 'event');
+  appendLog('log-raw', msg.ts, msg.sandbox, who, type, body, type.startsWith('xstate.') ? 'internal' : 'event');
+  const w = eventWords(msg, target);
+  if (w) appendLog('log', msg.ts, msg.sandbox, '', w.text, '', `word ${w.cls ?? ''}`);
 }
 
-let logPending = [];
-let logTimer = null;
+// ---------- events in words ----------
+// The stream speaks XState (events to actors, snapshots of actors). These two functions say what
+// happened in the words a user would use; everything else (xstate.init, promise plumbing, shard
+// bookkeeping) is left to the raw view.
+
+/** A command as typed: `/bin/sh -c "ls /"` reads as `ls /`. */
+function commandText(argv) {
+  if (!Array.isArray(argv)) return '?';
+  if (argv.length === 3 && /(^|\/)(ba)?sh$/.test(argv[0]) && argv[1] === '-c') return argv[2];
+  return argv.join(' ');
+}
+
+function bytesText(n) {
+  if (!Number.isFinite(n)) return '';
+  return n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KB` : n < 1024 ** 3 ? `${(n / 1024 ** 2).toFixed(1)} MB` : `${(n / 1024 ** 3).toFixed(1)} GB`;
+}
+
+function errorText(err) {
+  return err?.message ?? err?.code ?? 'unknown error';
+}
+
+function eventWords(msg, target) {
+  const e = msg.event;
+  const sb = msg.sandbox;
+  const t = e.type;
+  if (t === 'SPAWN') {
+    if (target?.kind !== 'gateway') return null; // the shard's copy of the same spawn
+    const i = e.input ?? {};
+    const snap = i.fromSnapshot?.snapshotID;
+    // A fork is a start from a snapshot taken for it (and consumed by it).
+    if (snap && i.fromSnapshot.consume && state.snapshotOf.has(snap)) return { text: `sandbox ${i.id ?? sb} forked from ${state.snapshotOf.get(snap)}` };
+    const from = snap ? `snapshot ${snap}` : `template ${i.template}`;
+    return i.pooled ? { text: `pool slot for ${i.template} starting (${i.id})` } : { text: `sandbox ${i.id ?? sb} starting from ${from}` };
+  }
+  if (t === 'SNAPSHOT' && e.snapshotID) {
+    state.snapshotOf.set(e.snapshotID, sb);
+    if (state.snapshotOf.size > 500) state.snapshotOf.delete(state.snapshotOf.keys().next().value);
+    return null;
+  }
+  if (t === 'ADOPT') return { text: `sandbox ${sb} adopted after a restart` };
+  if (t === 'EXEC') {
+    const cmd = commandText(e.request?.argv);
+    state.commands.set(`${sb}:${e.processId}`, cmd);
+    if (state.commands.size > 2000) state.commands.delete(state.commands.keys().next().value);
+    return { text: `exec started in ${sb}: ${cmd}` };
+  }
+  if (t === 'EXITED') {
+    const pid = target?.id?.replace(/^proc:/, '');
+    const cmd = state.commands.get(`${sb}:${pid}`) ?? commandText(target?.context?.request?.argv);
+    state.commands.delete(`${sb}:${pid}`);
+    const x = e.exit ?? {};
+    const how = x.signal ? `killed by ${x.signal}` : `exit ${x.exitCode ?? '?'}`;
+    return { text: `exec finished in ${sb}: ${cmd} → ${how}${x.reason ? ` (${x.reason})` : ''}`, cls: x.exitCode === 0 ? 'w-ok' : 'w-bad' };
+  }
+  if (t === 'SIGNAL' || t === 'SIGINT') {
+    const to = target?.kind === 'process' ? `process ${target.id.replace(/^proc:/, '')}` : target ? labelOf(target) : 'a process';
+    return { text: `${e.signal ?? 'SIGINT'} sent to ${to} in ${sb}` };
+  }
+  if (t === 'EXPIRE') return { text: `sandbox ${sb} timed out` };
+  if (t === 'SET_TIMEOUT') return { text: `sandbox ${sb} now ends in ${Math.round((e.timeoutMs ?? 0) / 1000)} s` };
+  if (t === 'CONNECT') return { text: `sandbox ${sb} connected (ends in ${Math.round((e.timeoutMs ?? 0) / 1000)} s)` };
+  if (t === 'WARM') return { text: `pool ${poolName(target)} warming to ${e.count}` };
+  if (t === 'PROGRESS') return { text: `pool ${poolName(target)}: ${e.line}` };
+  if (t === 'RELOAD') return { text: 'templates rescanned' };
+  if (t.startsWith('xstate.done.actor.')) {
+    const out = e.output;
+    if (target?.kind === 'sandbox' && out?.snapshotID && out.sizeBytes !== undefined) {
+      return { text: `snapshot ${out.snapshotID} saved from ${out.sandboxID ?? sb} (${bytesText(out.sizeBytes)})`, cls: 'w-ok' };
+    }
+    if (out?.error && target?.kind === 'gateway') return { text: `create failed: ${errorText(out.error)}`, cls: 'w-bad' };
+    return null;
+  }
+  if (t.startsWith('xstate.error.actor.')) {
+    const what = state.nodes.get(msg.source)?.src ?? e.actorId ?? 'a step';
+    return { text: `${what} failed${sb ? ` in ${sb}` : ''}: ${errorText(e.error)}`, cls: 'w-bad' };
+  }
+  // Requests whose outcome shows as a state change (said there), and plumbing.
+  if (t.startsWith('xstate.') || ['CREATE', 'PAUSE', 'RESUME', 'SNAPSHOT', 'DESTROY', 'STDIN', 'CLOSE_STDIN', 'REFRESH', 'TAKE', 'CHECKOUT', 'EMPTY'].includes(t)) return null;
+  return { text: `${t.toLowerCase().replace(/_/g, ' ')} → ${target ? labelOf(target) : msg.targetId}` };
+}
+
+function poolName(node) {
+  return String(node?.systemId ?? node?.id ?? '?').replace(/^pool:/, '');
+}
+
+/** A state change in words, or null when it is plumbing or said elsewhere (exec start/finish). */
+function snapshotWords(node, before, msg) {
+  const s = msg.state;
+  if (node.kind === 'sandbox') {
+    const id = msg.sandbox ?? node.id;
+    switch (s) {
+      case 'ready':
+        if (before === 'resuming') return { text: `sandbox ${id} resumed` };
+        if (before === 'exec' || before === 'snapshotting' || before === 'ready') return null;
+        return { text: `sandbox ${id} ready${node.context?.ip ? ` at ${node.context.ip}` : ''}`, cls: 'w-ok' };
+      case 'paused':
+        return { text: `sandbox ${id} paused` };
+      case 'draining':
+        return { text: `sandbox ${id} stopping` };
+      case 'gone':
+        return { text: `sandbox ${id} deleted` };
+      case 'failed':
+        return { text: `sandbox ${id} failed${node.context?.error ? `: ${errorText(node.context.error)}` : ''}`, cls: 'w-bad' };
+      case 'exec': case 'provisioning': case 'checkout': case 'warm': case 'pausing': case 'resuming': case 'snapshotting': case 'standby':
+        return null;
+      default:
+        return s ? { text: `sandbox ${id} ${s}` } : null;
+    }
+  }
+  if (node.kind === 'gateway') return { text: `gateway ${s ?? msg.status}` };
+  if (node.kind === 'pool') return { text: `pool ${poolName(node)} ${s ?? msg.status}` };
+  return null;
+}
+
+const logs = { log: { pending: [], timer: null }, 'log-raw': { pending: [], timer: null } };
 
 /** Log lines are added in batches (at most every 100 ms): a busy gateway must not freeze the page. */
-function appendLog(ts, sandbox, who, what, body, cls) {
+function appendLog(list, ts, sandbox, who, what, body, cls) {
   if ($('log-pause').checked) return;
-  state.logCount++;
-  logPending.push([ts, sandbox, who, what, body, cls]);
-  if (logPending.length > LOG_MAX) logPending = logPending.slice(-LOG_MAX);
-  logTimer ??= setTimeout(flushLog, 100);
+  const l = logs[list];
+  if (list === 'log') state.logCount++;
+  l.pending.push([ts, sandbox, who, what, body, cls]);
+  if (l.pending.length > LOG_MAX) l.pending = l.pending.slice(-LOG_MAX);
+  l.timer ??= setTimeout(() => flushLog(list), 100);
 }
 
-function flushLog() {
-  logTimer = null;
-  const ol = $('log');
-  const items = logPending.map((args) => logItem(...args)).reverse();
-  logPending = [];
+function flushLog(list) {
+  const l = logs[list];
+  l.timer = null;
+  const ol = $(list);
+  const items = l.pending.map((args) => logItem(...args)).reverse();
+  l.pending = [];
   ol.prepend(...items);
   while (ol.childElementCount > LOG_MAX) ol.lastElementChild.remove();
-  $('log-count').textContent = `${state.logCount} seen`;
+  $('log-count').textContent = `${state.logCount} in words`;
 }
 
 function logItem(ts, sandbox, who, what, body, cls) {
@@ -381,7 +512,7 @@ function logItem(ts, sandbox, who, what, body, cls) {
     'li',
     { class: cls, dataset: { sandbox: sandbox ?? '' } },
     el('time', { text: shortTime(ts) }),
-    el('span', { class: 'who', text: who }),
+    who ? el('span', { class: 'who', text: who }) : null,
     el('b', { text: what }),
     body ? el('code', { text: body }) : null,
   );
@@ -392,7 +523,7 @@ function logItem(ts, sandbox, who, what, body, cls) {
 function applyFilter(value) {
   state.filter = value;
   $('filter').value = value;
-  for (const li of $('log').children) li.hidden = !!value && li.dataset.sandbox !== value;
+  for (const list of ['log', 'log-raw']) for (const li of $(list).children) li.hidden = !!value && li.dataset.sandbox !== value;
   // The server sends only this sandbox's messages from now on, and a fresh (filtered) tree.
   if (state.ws?.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ type: 'filter', sandbox: value || null }));
   scheduleRender();
@@ -409,12 +540,18 @@ function schedulePortal() {
 async function refreshPortal() {
   if (!state.key) return;
   try {
+    // A snapshot store that cannot list must not blank the rest of the portal.
+    const snapshots = api('GET', '/snapshots').catch((err) => (err.status === 401 ? Promise.reject(err) : err));
     const [templates, pools, sandboxes] = await Promise.all([api('GET', '/templates'), api('GET', '/pool'), api('GET', '/sandboxes')]);
     state.templates = templates;
     state.sandboxes = sandboxes;
     renderTemplates(templates);
     renderPools(pools);
     renderSandboxes(sandboxes);
+    renderSnapshots(await snapshots);
+    // The chart's legend says the count of now; its bars are the 5 s samples.
+    state.liveCounts = countStates(sandboxes);
+    drawCharts();
   } catch (err) {
     if (err.status !== 401) setStatus('sandbox-status', `refresh failed: ${err.message}`, true);
   }
@@ -474,28 +611,31 @@ function renderSandboxes(list) {
     ...list.map((s) => {
       // What the template's backend can do decides the buttons (GET /templates capabilities).
       const snaps = state.templates.find((t) => t.name === s.templateID)?.capabilities?.snapshots ?? true;
-      const act = (label, fn, enabled = true, title) =>
-        el('button', { type: 'button', class: 'quiet', text: label, disabled: !enabled, title, dataset: { action: label }, onclick: fn });
+      const noSnaps = snaps ? undefined : `not supported on ${s.backend} backend v1`;
+      const act = (action, label, fn, enabled, title, cls = 'quiet') =>
+        el('button', { type: 'button', class: cls, text: label, disabled: !enabled, title, 'aria-label': `${action} ${s.sandboxID}`, dataset: { action }, onclick: fn });
+      const running = s.state === 'running';
       return el(
         'tr',
         { dataset: { sandbox: s.sandboxID, state: s.state }, class: state.consoleTarget === s.sandboxID ? 'selected' : '' },
         el('td', {}, el('code', { text: s.sandboxID })),
-        el('td', { text: s.templateID }),
-        el('td', {}, el('span', { class: `badge b-${s.backend}`, text: s.backend })),
+        el('td', {}, `${s.templateID} `, el('span', { class: `badge b-${s.backend}`, text: s.backend })),
         el('td', {}, el('span', { class: `state s-${s.state}`, text: s.state })),
         el('td', { text: s.ip ?? '' }),
         el('td', { text: String(s.processes ?? '') }),
-        el('td', { class: 'dim nowrap', text: relTime(s.endAt) }),
+        el('td', { class: 'dim', text: relTime(s.endAt) }),
         el(
           'td',
           { class: 'actions' },
-          act('run', () => chooseConsole(s.sandboxID), s.state === 'running'),
-          act('pause', () => sandboxAction(s.sandboxID, 'pause'), s.state === 'running'),
-          act('resume', () => sandboxAction(s.sandboxID, 'resume'), s.state === 'paused'),
-          act('snapshot', () => sandboxAction(s.sandboxID, 'snapshot'), snaps, snaps ? '' : `not supported on ${s.backend} backend v1`),
-          act('fork', () => sandboxAction(s.sandboxID, 'fork'), snaps, snaps ? '' : `not supported on ${s.backend} backend v1`),
-          act('inspect', () => applyFilter(s.sandboxID)),
-          act('delete', () => deleteSandbox(s.sandboxID)),
+          act('run', 'run', () => chooseConsole(s.sandboxID), running, 'open this sandbox in the console'),
+          // One of pause/resume: the sandbox is in one of the two states.
+          s.state === 'paused'
+            ? act('resume', 'resume', () => sandboxAction(s.sandboxID, 'resume'), true, 'resume')
+            : act('pause', 'pause', () => sandboxAction(s.sandboxID, 'pause'), running, 'pause (freeze)'),
+          act('snapshot', 'snap', () => sandboxAction(s.sandboxID, 'snapshot'), snaps, noSnaps ?? 'take a snapshot'),
+          act('fork', 'fork', () => sandboxAction(s.sandboxID, 'fork'), snaps, noSnaps ?? 'snapshot and start a copy'),
+          act('inspect', 'inspect', () => applyFilter(s.sandboxID), true, 'show only this sandbox in the tree and the events'),
+          act('delete', 'delete', () => deleteSandbox(s), true, 'delete (asks first)', 'quiet danger-quiet'),
         ),
       );
     }),
@@ -506,6 +646,88 @@ function renderSandboxes(list) {
   if (current && !list.some((s) => s.sandboxID === current)) filter.append(el('option', { value: current, text: `${current} (gone)` }));
   filter.value = current;
   if (state.consoleTarget && !list.some((s) => s.sandboxID === state.consoleTarget)) chooseConsole(null);
+}
+
+function renderSnapshots(list) {
+  const tbody = $('snapshots').tBodies[0];
+  if (!Array.isArray(list)) {
+    setStatus('snapshot-status', `listing snapshots failed: ${list?.message ?? 'unknown error'}`, true);
+    return;
+  }
+  state.snapshots = list;
+  if ($('snapshot-status').textContent.startsWith('listing snapshots failed')) setStatus('snapshot-status', '');
+  $('snapshot-count').textContent = `(${list.length})`;
+  $('snapshots-empty').hidden = list.length > 0;
+  $('snapshots').hidden = list.length === 0;
+  const newest = [...list].sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)));
+  tbody.replaceChildren(
+    ...newest.map((n) =>
+      el(
+        'tr',
+        { dataset: { snapshot: n.snapshotID } },
+        el('td', {}, el('code', { text: n.snapshotID })),
+        el('td', {}, el('code', { text: n.sandboxID })),
+        el('td', {}, `${n.template} `, el('span', { class: `badge b-${n.backend}`, text: n.backend })),
+        el('td', { text: bytesText(n.sizeBytes) }),
+        el('td', { class: 'dim', title: n.createdAt, text: relTime(n.createdAt) }),
+        el(
+          'td',
+          { class: 'actions' },
+          el('button', { type: 'button', class: 'quiet', text: 'start', title: 'create a sandbox from this snapshot', dataset: { action: 'start' }, onclick: () => startFromSnapshot(n) }),
+          el('button', { type: 'button', class: 'quiet danger-quiet', text: 'delete', title: 'delete (asks first)', dataset: { action: 'delete' }, onclick: () => deleteSnapshot(n) }),
+        ),
+      ),
+    ),
+  );
+}
+
+async function startFromSnapshot(n) {
+  const timeout = Number($('create-timeout').value) || undefined;
+  setStatus('snapshot-status', `starting a sandbox from ${n.snapshotID}…`);
+  try {
+    const s = await api('POST', '/sandboxes', { snapshotID: n.snapshotID, ...(timeout ? { timeout } : {}) });
+    setStatus('snapshot-status', `started ${s.sandboxID} from ${n.snapshotID}`);
+  } catch (err) {
+    setStatus('snapshot-status', `start from ${n.snapshotID} failed: ${err.message}`, true);
+  }
+  await refreshPortal();
+}
+
+async function deleteSnapshot(n) {
+  const ok = await confirmStep(`Delete snapshot ${n.snapshotID}?`, `Taken from sandbox ${n.sandboxID} (${n.template}, ${bytesText(n.sizeBytes)}). Sandboxes started from it keep running.`, 'Delete snapshot');
+  if (!ok) {
+    setStatus('snapshot-status', `kept ${n.snapshotID}`);
+    return;
+  }
+  setStatus('snapshot-status', `deleting ${n.snapshotID}…`);
+  try {
+    await api('DELETE', `/snapshots/${encodeURIComponent(n.snapshotID)}`);
+    setStatus('snapshot-status', `deleted ${n.snapshotID}`);
+  } catch (err) {
+    setStatus('snapshot-status', `delete ${n.snapshotID} failed: ${err.message}`, true);
+  }
+  await refreshPortal();
+}
+
+// ---------- confirmation: an in-page modal <dialog> (window.confirm would block the page) ----------
+
+let confirmPending = null;
+/** Resolves true on the OK button, false on Cancel, Escape or a second request. */
+function confirmStep(title, text, okLabel) {
+  confirmPending?.(false);
+  const d = $('confirm');
+  $('confirm-title').textContent = title;
+  $('confirm-text').textContent = text;
+  $('confirm-ok').textContent = okLabel;
+  return new Promise((resolve) => {
+    confirmPending = (answer) => {
+      confirmPending = null;
+      if (d.open) d.close();
+      resolve(answer);
+    };
+    d.showModal();
+    $('confirm-cancel').focus();
+  });
 }
 
 async function createSandbox(template) {
@@ -533,7 +755,14 @@ async function sandboxAction(id, action) {
   await refreshPortal();
 }
 
-async function deleteSandbox(id) {
+async function deleteSandbox(s) {
+  const id = s.sandboxID;
+  const procs = s.processes ? ` Its ${s.processes} running process${s.processes === 1 ? '' : 'es'} are killed.` : '';
+  const ok = await confirmStep(`Delete sandbox ${id}?`, `${s.templateID} on ${s.backend}, ${s.ip ?? 'no ip'}.${procs} Its filesystem is removed; snapshots taken from it stay.`, 'Delete sandbox');
+  if (!ok) {
+    setStatus('sandbox-status', `kept ${id}`);
+    return;
+  }
   setStatus('sandbox-status', `deleting ${id}…`);
   try {
     await api('DELETE', `/sandboxes/${id}`);
@@ -580,11 +809,154 @@ async function drainPool(template) {
   await refreshPortal();
 }
 
+// ---------- live charts: sandboxes by state (GET /sandboxes), exec latency (GET /metrics) ----------
+
+const SVG = 'http://www.w3.org/2000/svg';
+function svg(tag, attrs = {}) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  return e;
+}
+
+/** coppice_exec_seconds summed over its labels (backends): count, sum and cumulative buckets. */
+function parseExecHistogram(text) {
+  let count = 0;
+  let sum = 0;
+  const buckets = new Map();
+  for (const line of text.split('\n')) {
+    const m = /^coppice_exec_seconds_(bucket|sum|count)(?:\{([^}]*)\})? (\S+)/.exec(line);
+    if (!m) continue;
+    const v = Number(m[3]);
+    if (m[1] === 'sum') sum += v;
+    else if (m[1] === 'count') count += v;
+    else {
+      const le = /le="([^"]+)"/.exec(m[2] ?? '')?.[1];
+      if (le !== undefined) buckets.set(le, (buckets.get(le) ?? 0) + v);
+    }
+  }
+  const sorted = [...buckets].map(([le, n]) => [le === '+Inf' ? Infinity : Number(le), n]).sort((a, b) => a[0] - b[0]);
+  return { count, sum, buckets: sorted };
+}
+
+/** Exec latency between two samples: how many ran, their mean, and the bucket bound holding the 95th. */
+function execInterval(prev, cur) {
+  if (!prev?.exec || !cur?.exec) return null;
+  const n = cur.exec.count - prev.exec.count;
+  if (n <= 0) return { n: 0 };
+  const before = new Map(prev.exec.buckets);
+  let p95 = Infinity;
+  for (const [le, total] of cur.exec.buckets) {
+    if (total - (before.get(le) ?? 0) >= 0.95 * n) {
+      p95 = le;
+      break;
+    }
+  }
+  return { n, meanMs: ((cur.exec.sum - prev.exec.sum) / n) * 1000, p95Ms: p95 * 1000 };
+}
+
+function msText(ms) {
+  if (!Number.isFinite(ms)) return 'over the largest bucket';
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+}
+
+function countStates(list) {
+  const c = { running: 0, paused: 0, other: 0 };
+  for (const s of list) c[s.state === 'running' || s.state === 'paused' ? s.state : 'other']++;
+  return c;
+}
+
+async function takeSample() {
+  if (!state.key || document.hidden) return;
+  const [sandboxes, metrics] = await Promise.all([
+    api('GET', '/sandboxes').catch(() => null),
+    api('GET', '/metrics', undefined, { raw: true }).then((r) => r.text(), (err) => ({ error: err.message })),
+  ]);
+  if (!state.key) return;
+  const sample = { t: Date.now(), byState: sandboxes ? countStates(sandboxes) : null, exec: typeof metrics === 'string' ? parseExecHistogram(metrics) : null, error: metrics?.error };
+  state.samples.push(sample);
+  if (state.samples.length > SAMPLES_MAX) state.samples.shift();
+  drawCharts();
+}
+
+function startSampler() {
+  stopSampler();
+  state.samples = [];
+  state.liveCounts = null;
+  takeSample();
+  state.sampler = setInterval(takeSample, SAMPLE_MS);
+}
+
+function stopSampler() {
+  clearInterval(state.sampler);
+  state.sampler = null;
+}
+
+function legendItem(cls, text) {
+  return el('span', {}, el('i', { class: cls }), text);
+}
+
+function drawCharts() {
+  const W = 300;
+  const H = 70;
+  const slot = W / SAMPLES_MAX;
+  const samples = state.samples;
+  // Newest on the right edge.
+  const x0 = W - samples.length * slot;
+
+  const states = $('chart-states');
+  const max = Math.max(1, ...samples.map((p) => (p.byState ? p.byState.running + p.byState.paused + p.byState.other : 0)));
+  const bars = [];
+  samples.forEach((p, i) => {
+    if (!p.byState) return;
+    let y = H;
+    for (const k of ['running', 'paused', 'other']) {
+      const h = (p.byState[k] / max) * (H - 4);
+      if (h <= 0) continue;
+      y -= h;
+      bars.push(svg('rect', { class: `c-${k}`, x: (x0 + i * slot + 0.5).toFixed(2), y: y.toFixed(2), width: (slot - 1).toFixed(2), height: h.toFixed(2) }));
+    }
+  });
+  states.replaceChildren(...bars);
+  const last = state.liveCounts ?? [...samples].reverse().find((p) => p.byState)?.byState ?? { running: 0, paused: 0, other: 0 };
+  Object.assign(states.dataset, { running: last.running, paused: last.paused, other: last.other, samples: samples.length });
+  $('chart-states-legend').replaceChildren(
+    legendItem('c-running', `running ${last.running}`),
+    legendItem('c-paused', `paused ${last.paused}`),
+    legendItem('c-other', `other ${last.other}`),
+    el('span', { class: 'dim', text: `max ${max}` }),
+  );
+
+  const lat = $('chart-latency');
+  const intervals = samples.map((p, i) => (i ? execInterval(samples[i - 1], p) : null));
+  const seen = intervals.filter((v) => v?.n > 0);
+  const top = Math.max(1, ...seen.map((v) => (Number.isFinite(v.p95Ms) ? v.p95Ms : v.meanMs)));
+  const line = (key, cls) => {
+    const pts = intervals
+      .map((v, i) => (v?.n > 0 ? `${(x0 + (i + 0.5) * slot).toFixed(2)},${(H - 2 - (Math.min(Number.isFinite(v[key]) ? v[key] : top, top) / top) * (H - 6)).toFixed(2)}` : null))
+      .filter(Boolean);
+    if (pts.length === 1) pts.push(pts[0].replace(/^[\d.]+/, (x) => String(Number(x) + slot / 2)));
+    return pts.length ? svg('polyline', { class: cls, points: pts.join(' ') }) : null;
+  };
+  lat.replaceChildren(...[line('p95Ms', 'c-p95'), line('meanMs', 'c-mean')].filter(Boolean));
+  const execs = seen.reduce((a, v) => a + v.n, 0);
+  const recent = [...intervals].reverse().find((v) => v?.n > 0);
+  Object.assign(lat.dataset, { execs, samples: samples.length, mean: recent ? Math.round(recent.meanMs) : '' });
+  const err = samples.at(-1)?.error;
+  $('chart-latency-legend').replaceChildren(
+    ...(err
+      ? [el('span', { class: 'error', text: `metrics unavailable: ${err}` })]
+      : recent
+        ? [legendItem('c-mean', `mean ${msText(recent.meanMs)}`), legendItem('c-p95', `p95 ≤ ${msText(recent.p95Ms)}`), el('span', { class: 'dim', text: `${execs} execs` })]
+        : [el('span', { class: 'dim', text: samples.length < 2 ? 'waiting for a second sample' : 'no execs yet (buffered exec only)' })]),
+  );
+  $('chart-note').textContent = `last ${Math.round((samples.length * SAMPLE_MS) / 60000) || '<1'} min, a sample every ${SAMPLE_MS / 1000} s`;
+}
+
 // ---------- console: a command over the exec WebSocket ----------
 
 function chooseConsole(id) {
   state.consoleTarget = id;
-  $('console-target').textContent = id ? `in ${id}` : '— select a sandbox';
+  $('console-target').textContent = id ? `in ${id}` : "— pick a sandbox's run button";
   $('cmd').disabled = !id;
   $('run').disabled = !id;
   for (const tr of $('sandboxes').tBodies[0].rows) tr.classList.toggle('selected', tr.dataset.sandbox === id);
@@ -648,6 +1020,9 @@ $('login-form').addEventListener('submit', async (e) => {
   }
 });
 $('logout').addEventListener('click', () => signOut());
+$('confirm-ok').addEventListener('click', () => confirmPending?.(true));
+$('confirm-cancel').addEventListener('click', () => confirmPending?.(false));
+$('confirm').addEventListener('close', () => confirmPending?.(false));
 $('create-form').addEventListener('submit', (e) => {
   e.preventDefault();
   createSandbox($('create-template').value);
@@ -655,9 +1030,9 @@ $('create-form').addEventListener('submit', (e) => {
 $('reload-templates').addEventListener('click', async () => {
   try {
     const r = await api('POST', '/templates/reload');
-    setStatus('create-status', `rescanned: ${r.templates.length} templates${r.warnings.length ? `; ${r.warnings.join('; ')}` : ''}`);
+    setStatus('templates-status', `rescanned: ${r.templates.length} templates${r.warnings.length ? `; ${r.warnings.join('; ')}` : ''}`);
   } catch (err) {
-    setStatus('create-status', `rescan failed: ${err.message}`, true);
+    setStatus('templates-status', `rescan failed: ${err.message}`, true);
   }
   refreshPortal();
 });
@@ -669,8 +1044,14 @@ $('interrupt').addEventListener('click', () => state.exec?.send(JSON.stringify({
 $('filter').addEventListener('change', (e) => applyFilter(e.target.value));
 $('show-empty').addEventListener('change', scheduleRender);
 $('show-effects').addEventListener('change', scheduleRender);
+$('log-raw-toggle').addEventListener('change', (e) => {
+  $('log').hidden = e.target.checked;
+  $('log-raw').hidden = !e.target.checked;
+  $('side').classList.toggle('raw', e.target.checked);
+});
 $('log-clear').addEventListener('click', () => {
   $('log').replaceChildren();
+  $('log-raw').replaceChildren();
   $('log-dropped').textContent = '';
 });
 // The stream triggers refreshes as sandboxes come and go; this catches what it cannot see (endAt, pools).
