@@ -48,6 +48,7 @@ while [ ! -b /dev/vda ]; do
   i=$((i + 1)); [ $i -le 100 ] || fail "no /dev/vda after 10 s"; sleep 0.1
 done
 mount -t ext4 -o rw,noatime /dev/vda /newroot || fail "mount /dev/vda"
+say "root mounted"
 [ -x /newroot/usr/sbin/sshd ] || fail "root image has no /usr/sbin/sshd"
 
 if [ -n "$ip" ]; then
@@ -59,6 +60,7 @@ if [ -n "$ip" ]; then
   ip addr add "$ip" dev eth0 || fail "ip addr add $ip"
   ip link set eth0 up
   [ -z "$gw" ] || ip route add default via "$gw" || fail "route via $gw"
+  say "eth0 $ip"
 fi
 [ -z "$name" ] || { hostname "$name"; echo "$name" > /newroot/etc/hostname; }
 if [ -n "$key" ]; then

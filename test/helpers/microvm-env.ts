@@ -10,6 +10,7 @@ const repo = join(import.meta.dirname, '..', '..');
 export const FETCH_KERNEL = join(repo, 'ops/microvm/fetch-kernel.sh');
 export const BUILD_INITRAMFS = join(repo, 'ops/microvm/build-initramfs.sh');
 export const MICROVM_POOL_CTL = join(repo, 'ops/pool-ctl/microvm/coppice-bhyve-pool-ctl.sh');
+export const TSC_SCRIPT = join(repo, 'ops/microvm/tsc-khz.sh');
 export const MICROVM_CACHE = process.env.COPPICE_TEST_MICROVM_CACHE ?? '/var/tmp/coppice-test-microvm';
 
 export interface GuestKernel { dir: string; vmlinuz: string; initrd: string; release: string }
@@ -19,4 +20,9 @@ export async function guestKernel(): Promise<GuestKernel> {
   const dir = (await run('sh', [FETCH_KERNEL, MICROVM_CACHE], { timeout: 300_000 })).stdout.trim().split('\n').pop() ?? '';
   const initrd = (await run('sh', [BUILD_INITRAMFS, dir], { timeout: 120_000 })).stdout.trim().split('\n').pop() ?? '';
   return { dir, vmlinuz: join(dir, 'vmlinuz'), initrd, release: readFileSync(join(dir, 'release'), 'utf8').trim() };
+}
+
+/** The host TSC frequency the pool-ctl passes to TCG guests ('' when not constant). */
+export async function tscKhz(): Promise<string> {
+  return (await run('sh', [TSC_SCRIPT])).stdout.trim();
 }

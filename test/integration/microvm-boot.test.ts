@@ -6,18 +6,20 @@ import { randomBytes } from 'node:crypto';
 import { release as hostRelease } from 'node:os';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { guestKernel } from '../helpers/microvm-env.ts';
+import { guestKernel, tscKhz } from '../helpers/microvm-env.ts';
 
 const MEM_MIB = 256;
 
 test('a microvm guest boots the cloud kernel to our init and prints the marker', async (t) => {
   const k = await guestKernel();
   const marker = randomBytes(6).toString('hex');
+  const khz = await tscKhz();
+  const tsc = khz ? `tsc_early_khz=${khz}` : '';
   const args = [
     '-M', 'microvm,accel=tcg,isa-serial=on,pit=on,pic=on,rtc=on', '-cpu', 'max', '-m', String(MEM_MIB), '-smp', '1',
     '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
     '-kernel', k.vmlinuz, '-initrd', k.initrd,
-    '-append', `console=ttyS0 panic=-1 reboot=t quiet coppice.mode=marker coppice.marker=${marker}`,
+    '-append', `console=ttyS0 panic=-1 reboot=t quiet ${tsc} coppice.mode=marker coppice.marker=${marker}`,
   ];
   const t0 = performance.now();
   const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
