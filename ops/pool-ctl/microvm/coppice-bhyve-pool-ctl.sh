@@ -170,7 +170,7 @@ ensure_kernel() {
 # probe_accel <kernel dir>: kvm if a guest under KVM reaches our init within the probe deadline,
 # else tcg. (On some hosts /dev/kvm creates VMs and vCPUs, yet a guest hangs in real mode.)
 probe_accel() {
-  local kdir=$1 key cached="" k2="" marker log pid i
+  local kdir=$1 key cached="" k2="" marker log pid i last
   if [ "$ACCEL" != auto ]; then echo "$ACCEL"; return 0; fi
   key="$(cat "$kdir/release") $($QEMU --version | head -n 1) $(uname -r)"
   if [ -f "$STATE/accel" ]; then
@@ -192,7 +192,8 @@ probe_accel() {
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    [ "$cached" = kvm ] || say "KVM probe: no guest init within ${KVM_PROBE_TIMEOUT}s ($(grep -v '^\[' "$log" | tail -n 1)); using TCG"
+    last=$(grep -a -v '^\[' "$log" | tail -n 1 || true)
+    [ "$cached" = kvm ] || say "KVM probe: no guest init within ${KVM_PROBE_TIMEOUT}s (console: ${last:-empty}); using TCG"
     rm -f "$log"
   fi
   printf '%s\n%s\n' "$cached" "$key" > "$STATE/accel"
@@ -227,6 +228,15 @@ destroy_vm() {
   d=$(vmdir "$vm")
   pid=$(get "$vm" pid)
   if vm_alive "$vm"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  # A warm killed between starting qemu and recording it: qemu's own pidfile names it, and its
+  # command line (which holds this guest's disk path) proves it is ours.
+  if [ -z "$pid" ] && [ -f "$d/qemu.pid" ]; then
+    read -r pid < "$d/qemu.pid" || true
+    if [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF "file=$d/disk.qcow2,"; then
+      kill -KILL "$pid" 2>/dev/null || true
+      put "$vm" pid "$pid"; put "$vm" pid_start "$(starttime "$pid" 2>/dev/null || echo gone)"
+    fi
+  fi
   for i in $(seq 1 100); do vm_alive "$vm" || break; sleep 0.05; done
   [ "$i" -lt 100 ] || say "destroy $vm: qemu pid $pid still alive after 5 s"
   ip link del "${vm}t" 2>/dev/null || true
@@ -284,7 +294,7 @@ boot_guest() {
   # pool-ctl hangs). No inherited fds: the lock stays ours and the caller's pipes get their EOF.
   setsid "$QEMU" -M "microvm,accel=$accel,$MACHINE_OPTS" -cpu max -m "$mem" -smp "$vcpus" \
     -nodefaults -no-user-config -display none -monitor none -serial "file:$d/console.log" -no-reboot \
-    -kernel "$kdir/vmlinuz" -initrd "$kdir/initrd.gz" \
+    -pidfile "$d/qemu.pid" -kernel "$kdir/vmlinuz" -initrd "$kdir/initrd.gz" \
     -append "console=ttyS0 panic=-1 reboot=t $BOOT_EXTRA coppice.ip=$ip/24 coppice.gw=$GW coppice.name=$vm coppice.key=$keyb" \
     -drive "id=root,file=$d/disk.qcow2,format=qcow2,if=none" -device virtio-blk-device,drive=root \
     -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" -device "virtio-net-device,netdev=n0,mac=$mac" \
