@@ -10,11 +10,11 @@
 # (the package's lib/modules/<release>).
 #
 # Env: COPPICE_MICROVM_KERNEL_PKG (default: what linux-image-cloud-amd64 depends on, e.g.
-# linux-image-6.1.0-57-cloud-amd64). CACHE_DIR defaults to $COPPICE_MICROVM_CACHE or
-# /var/lib/coppice/microvm.
+# linux-image-6.1.0-57-cloud-amd64). CACHE_DIR defaults to $COPPICE_MICROVM_CACHE, else the
+# pool-ctl's: $COPPICE_POOL_CTL_STATE/cache (/var/lib/coppice/pool-ctl/cache).
 set -eu
 
-cache=${1:-${COPPICE_MICROVM_CACHE:-/var/lib/coppice/microvm}}
+cache=${1:-${COPPICE_MICROVM_CACHE:-${COPPICE_POOL_CTL_STATE:-/var/lib/coppice/pool-ctl}/cache}}
 log() { echo "fetch-kernel: $*" >&2; }
 
 pkg=${COPPICE_MICROVM_KERNEL_PKG:-}
