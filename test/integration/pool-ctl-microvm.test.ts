@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promisify } from 'node:util';
+import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { BUILD_IMAGE, IMAGES, BASE, KEY, TEMPLATE } from '../helpers/bhyve-env.ts';
 import { guestKernel, MICROVM_CACHE, MICROVM_POOL_CTL, type GuestKernel } from '../helpers/microvm-env.ts';
 
@@ -78,6 +79,8 @@ function leftovers(): string[] {
   }
   for (const vm of made.vms) if (existsSync(join(state, 'vms', vm))) out.push(`record/disk of ${vm}`);
   if (existsSync(join(state, 'templates', TEMPLATE))) out.push('pinned template image');
+  const tables = execFileSync('nft', ['list', 'tables']).toString();
+  if (tables.includes(`cpcpool_${bridge}\n`)) out.push(`nft tables cpcpool_${bridge}`);
   return out;
 }
 
@@ -97,6 +100,9 @@ after(async () => {
   for (const pid of made.pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
   for (const vm of made.vms) { try { execFileSync('ip', ['link', 'del', `${vm}t`], { stdio: 'ignore' }); } catch { /* gone */ } }
   try { execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' }); } catch { /* not there */ }
+  for (const family of ['bridge', 'inet']) {
+    try { execFileSync('nft', ['delete', 'table', family, `cpcpool_${bridge}`], { stdio: 'ignore' }); } catch { /* not there */ }
+  }
   rmSync(state, { recursive: true, force: true });
 });
 
@@ -168,6 +174,8 @@ test('warm 2 -> checkout -> the guest is its own machine -> pause/resume -> rele
   await ctl('resume', co.vm);
   assert.equal((await late).stdout, 'late\n');
 
+  await isolation(t, co);
+
   const coPid = Number(readFileSync(join(state, 'vms', co.vm, 'pid'), 'utf8'));
   await ctl('release', co.vm);
   // Released means gone: its qemu, its tap, its disk and record.
@@ -175,7 +183,7 @@ test('warm 2 -> checkout -> the guest is its own machine -> pause/resume -> rele
   assert.ok(!execFileSync('ip', ['-br', 'link']).toString().split('\n').some((l) => l.startsWith(`${co.vm}t `)), 'tap left');
   assert.ok(!existsSync(join(state, 'vms', co.vm)), 'disk/record left');
   await ctl('release', co.vm); // idempotent
-  assert.deepEqual(lastJson(await ctl('list', '--json')).templates[TEMPLATE], { available: 1, in_use: 0 });
+  assert.deepEqual(lastJson(await ctl('list', '--json')).templates[TEMPLATE], { available: 0, in_use: 0 });
 
   await ctl('drain', TEMPLATE);
   const l4 = lastJson(await ctl('list', '--json'));
@@ -183,6 +191,52 @@ test('warm 2 -> checkout -> the guest is its own machine -> pause/resume -> rele
   assert.deepEqual(l4.templates[TEMPLATE], { available: 0, in_use: 0 });
   assert.deepEqual(leftovers(), []);
 });
+
+const fwTable = `cpcpool_${bridge}`;
+async function counter(family: string, name: string): Promise<number> {
+  const out = (await run('nft', ['list', 'counter', family, fwTable, name])).stdout;
+  return Number(/packets (\d+)/.exec(out)?.[1] ?? NaN);
+}
+/** From inside a guest: "0" when a TCP connect to dst:port succeeds within 3 s, else an errno. */
+const tcpProbe = (dst: string, port: number) =>
+  `python3 -c "import socket; s=socket.socket(); s.settimeout(3); print(s.connect_ex(('${dst}', ${port})))" 2>&1 || echo raised`;
+
+/** Guest A (checked out) against a second guest B and a host listener on the bridge address. */
+async function isolation(t: { diagnostic(s: string): void }, a: { vm: string; ip: string }): Promise<void> {
+  const b = JSON.parse(await ctl('checkout', TEMPLATE, '--owner', 'sbxtest02'));
+  const server = createServer((sock) => sock.end('host service\n'));
+  await new Promise<void>((res) => server.listen(0, `${net3}.1`, res));
+  const port = (server.address() as AddressInfo).port;
+  try {
+    // Positive controls: the probe can succeed; the host reaches both guests' sshd; the listener answers the host.
+    assert.equal((await ssh(a.ip, tcpProbe('127.0.0.1', 22))).stdout.trim(), '0', 'probe control (guest to itself)');
+    assert.equal((await ssh(b.ip, 'echo b')).stdout, 'b\n');
+    await new Promise<void>((res, rej) => {
+      const c = createConnection(port, `${net3}.1`).once('connect', () => { c.end(); res(); }).once('error', rej);
+    });
+
+    const g2g = await counter('bridge', 'guest_to_guest');
+    const toHost = await counter('inet', 'to_host');
+    const ab = (await ssh(a.ip, tcpProbe(b.ip, 22))).stdout.trim();
+    const ah = (await ssh(a.ip, tcpProbe(`${net3}.1`, port))).stdout.trim();
+    t.diagnostic(`guest->guest:22 ${ab}; guest->host:${port} ${ah}`);
+    assert.notEqual(ab, '0', 'a guest reached another guest\'s sshd');
+    assert.notEqual(ah, '0', 'a guest reached a host listener');
+    assert.ok(await counter('bridge', 'guest_to_guest') > g2g, 'guest-to-guest drop not counted');
+    assert.ok(await counter('inet', 'to_host') > toHost, 'guest-to-host drop not counted');
+
+    // Anti-spoofing: UDP with a source address that is not the guest's (crafted on a raw socket;
+    // root in a guest can) is dropped at the bridge.
+    const spoofed = await counter('bridge', 'spoofed');
+    await ssh(a.ip, `python3 -c "import socket, struct; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW); `
+      + `h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 29, 0, 0, 64, 17, 0, socket.inet_aton('${net3}.250'), socket.inet_aton('${net3}.1')); `
+      + `[s.sendto(h + struct.pack('!HHHH', 4321, 9, 9, 0) + b'x', ('${net3}.1', 0)) for _ in range(5)]"`);
+    assert.ok(await counter('bridge', 'spoofed') >= spoofed + 5, 'spoofed packets not dropped');
+  } finally {
+    server.close();
+    await ctl('release', b.vm);
+  }
+}
 
 test('checkout on an empty pool exits 3 with a message; bad input exits 2', async () => {
   await assert.rejects(run(MICROVM_POOL_CTL, ['checkout', TEMPLATE], { env }), (e: { code?: number; stderr?: string }) =>

@@ -14,6 +14,8 @@
 #   - acceleration: KVM when a probe boot under KVM reaches our init, else TCG (COPPICE_MICROVM_ACCEL
 #     forces one). The result is cached per kernel, QEMU and host kernel in $STATE/accel.
 # Warm boots guests until sshd answers, then SIGSTOPs the qemu process; checkout SIGCONTs it.
+# Isolation on the bridge (firewall.sh): no guest to guest, no guest to host service, no
+# spoofing, no egress; the host's SSH into a guest (and its replies) is all that passes.
 #
 # Verbs: warm <template> --count N | checkout <template> [--owner ID] | release <vm>
 #        | pause <vm> | resume <vm> | drain <template> | list [--json]
@@ -54,6 +56,8 @@ BOOT_EXTRA='' # extra kernel parameters for this warm's guests
 
 die() { local code=$1; shift; echo "pool-ctl: $*" >&2; exit "$code"; }
 say() { echo "pool-ctl: $*" >&2; }
+# shellcheck source=ops/pool-ctl/microvm/firewall.sh
+. "$(dirname "$SELF")/firewall.sh"
 
 [[ $SUBNET =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.0/24$ ]] || die 2 "COPPICE_POOL_CTL_SUBNET must be a /24 like 10.77.0.0/24, got '$SUBNET'"
 NET3=${BASH_REMATCH[1]}
@@ -126,6 +130,7 @@ ensure_bridge() {
     ip addr add "$GW/24" dev "$BRIDGE"
   fi
   ip link set "$BRIDGE" up
+  ensure_firewall
 }
 
 # Pin the template image: guests' overlays name this path as their backing file, and a hard link
@@ -240,6 +245,7 @@ destroy_vm() {
   for i in $(seq 1 100); do vm_alive "$vm" || break; sleep 0.05; done
   [ "$i" -lt 100 ] || say "destroy $vm: qemu pid $pid still alive after 5 s"
   ip link del "${vm}t" 2>/dev/null || true
+  [ -z "$(get "$vm" mac)" ] || fw_guest delete "${vm}t" "$(get "$vm" mac)" "$(get "$vm" ip)"
   forget_neighbour "$(get "$vm" ip)"
   rm -rf --one-file-system "$d"
 }
@@ -286,8 +292,10 @@ boot_guest() {
   tap="${vm}t"; h=${ip##*.}
   mac=$(printf '52:54:00:77:%02x:%02x' "$(( ${NET3##*.} ))" "$h")
   t0=$(date +%s%N)
+  put "$vm" mac "$mac"
+  fw_guest add "$tap" "$mac" "$ip"
   ip tuntap add dev "$tap" mode tap
-  ip link set "$tap" master "$BRIDGE" up
+  ip link set "$tap" group "$FW_GROUP" master "$BRIDGE" up
   forget_neighbour "$ip"
   qemu-img create -q -f qcow2 -F raw -b "$(get "$vm" backing)" "$d/disk.qcow2"
   # setsid: the guest must not share the caller's process group (the gateway kills that group when
@@ -467,6 +475,7 @@ cmd_drain() {
   if [ "${#VMS[@]}" = 0 ] && ip link show dev "$BRIDGE" >/dev/null 2>&1; then
     ip link del "$BRIDGE" || say "drain: could not delete bridge $BRIDGE"
   fi
+  if [ "${#VMS[@]}" = 0 ]; then fw_remove; fi
 }
 
 cmd_list() {
