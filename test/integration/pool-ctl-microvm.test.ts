@@ -318,3 +318,24 @@ test('SIGTERM during warm (the gateway\'s deadline) destroys the guests it was b
   await ctl('drain', TEMPLATE);
   assert.deepEqual(leftovers(), []);
 });
+
+test('a warm SIGKILLed with its process group (the gateway\'s hang deadline) is reaped by the next verb', async () => {
+  const warm = spawn(MICROVM_POOL_CTL, ['warm', TEMPLATE, '--count', '1'], { env, stdio: 'ignore', detached: true });
+  const exited = new Promise((res) => warm.once('exit', res));
+  for (let i = 0; i < 600; i++) {
+    recordGuests();
+    if (made.vms.some((vm) => existsSync(join(state, 'vms', vm, 'pid')))) break;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  process.kill(-(warm.pid ?? 0), 'SIGKILL');
+  await exited;
+  recordGuests();
+  // The guest's qemu (its own session) survived the group kill; the next verb finds its warm dead.
+  const vm = made.vms.find((v) => existsSync(join(state, 'vms', v, 'pid'))) ?? '';
+  const qemuStat = readFileSync(`/proc/${readFileSync(join(state, 'vms', vm, 'pid'), 'utf8').trim()}/stat`, 'utf8');
+  assert.doesNotMatch(qemuStat, /\) [ZX] /, 'qemu died with the group: nothing left to reap');
+  const l = lastJson(await ctl('list', '--json'));
+  assert.deepEqual(l.vms, []);
+  await ctl('drain', TEMPLATE);
+  assert.deepEqual(leftovers(), []);
+});
