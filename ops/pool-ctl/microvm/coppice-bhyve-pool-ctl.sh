@@ -27,7 +27,8 @@
 # (cpcbr0), COPPICE_POOL_CTL_PREFIX (cpcvm; vm and tap names), COPPICE_POOL_KEY
 # (/root/coppice-signing/pool-key), COPPICE_POOL_CTL_BOOT_TIMEOUT (120 s per guest; TCG is slow),
 # COPPICE_MICROVM_CACHE (kernel + initramfs; $STATE/cache), COPPICE_MICROVM_ACCEL (auto|kvm|tcg),
-# COPPICE_MICROVM_KVM_PROBE_TIMEOUT (10 s), COPPICE_MICROVM_MEM_MIB (256), COPPICE_MICROVM_VCPUS (1).
+# COPPICE_MICROVM_KVM_PROBE_TIMEOUT (10 s), COPPICE_MICROVM_MEM_MIB (256), COPPICE_MICROVM_VCPUS (1),
+# COPPICE_MICROVM_BOOT_PARALLEL (guests booting at once during a warm; host CPUs).
 # Per template, <TEMPLATES_ROOT>/<t>.microvm may set `memory_mib=N` and `vcpus=N` (one per line).
 #
 # qemu processes are only ever signalled by the pids recorded at boot (checked against their start
@@ -46,6 +47,7 @@ ACCEL=${COPPICE_MICROVM_ACCEL:-auto}
 KVM_PROBE_TIMEOUT=${COPPICE_MICROVM_KVM_PROBE_TIMEOUT:-10}
 DEF_MEM=${COPPICE_MICROVM_MEM_MIB:-256}
 DEF_VCPUS=${COPPICE_MICROVM_VCPUS:-1}
+PARALLEL=${COPPICE_MICROVM_BOOT_PARALLEL:-$(nproc)}
 SELF=$(readlink -f "$0")
 OPS_MICROVM=${COPPICE_MICROVM_OPS:-$(dirname "$SELF")/../../microvm}
 QEMU=qemu-system-x86_64
@@ -65,6 +67,7 @@ GW="$NET3.1"
 [[ $BRIDGE =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die 2 "bad bridge name '$BRIDGE'"
 [[ $ACCEL =~ ^(auto|kvm|tcg)$ ]] || die 2 "COPPICE_MICROVM_ACCEL must be auto, kvm or tcg, got '$ACCEL'"
 [[ $BOOT_TIMEOUT =~ ^[0-9]{1,4}$ ]] || die 2 "COPPICE_POOL_CTL_BOOT_TIMEOUT must be seconds"
+[[ $PARALLEL =~ ^[1-9][0-9]{0,2}$ ]] || die 2 "COPPICE_MICROVM_BOOT_PARALLEL must be 1..999, got '$PARALLEL'"
 [[ $KVM_PROBE_TIMEOUT =~ ^[0-9]{1,3}$ ]] || die 2 "COPPICE_MICROVM_KVM_PROBE_TIMEOUT must be seconds"
 
 valid_template() { [[ $1 =~ ^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$ ]]; }
@@ -225,7 +228,7 @@ warm_abort() {
 }
 
 cmd_warm() {
-  local t=${1:-} count='' vm pids=() failed=0 i msg='' avail kdir accel keyb conf have need pinned khz
+  local t=${1:-} count='' vm failed=0 i msg='' avail kdir accel keyb conf have need pinned khz
   shift || true
   while [ $# -gt 0 ]; do
     case $1 in
@@ -270,14 +273,22 @@ cmd_warm() {
   done
   unlock
 
-  # Boot in parallel; each failure message goes to stderr, the guest is torn down.
-  for vm in "${WARM_VMS[@]}"; do
-    boot_guest "$vm" "$kdir" "$keyb" > "$(vmdir "$vm")/boot.err" 2>&1 &
-    pids+=($!)
-  done
-  for i in "${!WARM_VMS[@]}"; do
-    vm=${WARM_VMS[$i]}
-    if wait "${pids[$i]}"; then
+  # Boot PARALLEL guests at a time (under TCG each keeps a host CPU busy while it boots; many more
+  # at once only stretch every boot towards its deadline). Each failure message goes to stderr,
+  # the guest is torn down.
+  local -A by_pid=()
+  local next=0 running=0 done_pid rc
+  while [ "$next" -lt "${#WARM_VMS[@]}" ] || [ "$running" -gt 0 ]; do
+    while [ "$next" -lt "${#WARM_VMS[@]}" ] && [ "$running" -lt "$PARALLEL" ]; do
+      vm=${WARM_VMS[$next]}; next=$((next + 1))
+      boot_guest "$vm" "$kdir" "$keyb" > "$(vmdir "$vm")/boot.err" 2>&1 &
+      by_pid[$!]=$vm; running=$((running + 1))
+    done
+    rc=0; done_pid=''
+    wait -n -p done_pid "${!by_pid[@]}" || rc=$?
+    [ -n "$done_pid" ] || die 1 "warm $t: lost track of a boot job"
+    vm=${by_pid[$done_pid]}; unset "by_pid[$done_pid]"; running=$((running - 1))
+    if [ "$rc" = 0 ]; then
       cat "$(vmdir "$vm")/boot.err" >&2
       lock; put "$vm" state available; unlock
     else
