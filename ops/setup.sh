@@ -11,11 +11,13 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 command -v node >/dev/null 2>&1 || { log "Node.js 20 is required"; exit 1; }
 
 # Debian packages: runtime (runc, tini, busybox-static, iproute2, nftables), template builders
-# (debootstrap, e2fsprogs), the Linux pool-ctl (openssh-server/-client, util-linux), checks (shellcheck),
+# (debootstrap, e2fsprogs), the Linux pool-ctl (openssh-server/-client, util-linux), the microVM pool-ctl
+# (qemu-system-x86, qemu-utils for qcow2 overlays, cpio for its initramfs), checks (shellcheck),
 # the browser the page tests drive (chromium, through playwright-core), and the C helpers' toolchain
 # (gcc, libc6-dev with its static libc.a, make).
 PACKAGES="runc tini busybox-static iproute2 nftables debootstrap e2fsprogs util-linux procps \
-openssh-server openssh-client shellcheck ca-certificates chromium gcc libc6-dev make"
+openssh-server openssh-client shellcheck ca-certificates chromium gcc libc6-dev make \
+qemu-system-x86 qemu-utils cpio"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
