@@ -33,6 +33,7 @@ const ipv4 = z.string().regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/, 'I
 
 export const CheckoutSchema = z.object({ vm: vmName, ip: ipv4, template: z.string().regex(NAME) }).strict();
 export const WarmSchema = z.object({ template: z.string().regex(NAME), available: z.number().int().nonnegative() }).strict();
+export const Accel = z.enum(['kvm', 'tcg']);
 export const VmStateSchema = z.enum(['available', 'booting', 'in_use', 'paused', 'dead']);
 export const ListSchema = z.object({
   templates: z.record(z.string().regex(NAME), z.object({
@@ -45,7 +46,11 @@ export const ListSchema = z.object({
     ip: ipv4,
     state: VmStateSchema,
     owner: z.string().optional(),
+    /** microVM pool-ctl: how this guest runs (kvm, or tcg where KVM cannot boot a guest). */
+    accel: Accel.optional(),
   }).strict()),
+  /** microVM pool-ctl: the acceleration chosen by its probe at warm time. */
+  accel: Accel.optional(),
 }).strict();
 
 export type Checkout = z.infer<typeof CheckoutSchema>;
