@@ -24,6 +24,8 @@ export interface PoolStats {
   made?: string[];
   /** Slot pools: slots that are no longer parked (destroyed, failed). */
   gone?: string[];
+  /** How the substrate runs its guests, when it says (the microVM pool-ctl: kvm or tcg). */
+  accel?: string;
 }
 
 export interface PoolInput {
@@ -55,6 +57,8 @@ export interface PoolContext {
   refillAfter: number;
   armed: boolean;
   refreshedAt: number | null;
+  /** The substrate's acceleration, as last reported (null: not reported). */
+  accel: string | null;
 }
 
 export type PoolEvent =
@@ -104,7 +108,7 @@ export const poolMachine = setup({
       const out = (event as unknown as { output: PoolStats }).output;
       if (out.made === undefined && out.gone === undefined) {
         // A pool the substrate keeps: its counts are the truth.
-        return { available: out.available, inUse: out.inUse, refreshedAt: Date.now() };
+        return { available: out.available, inUse: out.inUse, refreshedAt: Date.now(), accel: out.accel ?? context.accel };
       }
       const gone = new Set(out.gone ?? []);
       const kept = context.slots.filter((s) => !gone.has(s));
@@ -166,6 +170,7 @@ export const poolMachine = setup({
     refillAfter: 0,
     armed: input.armed ?? true,
     refreshedAt: null,
+    accel: null,
   }),
   initial: 'active',
   states: {

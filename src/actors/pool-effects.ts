@@ -68,8 +68,9 @@ export function providePool(backends: Backends) {
     return hasExternalPool(b) ? b : null;
   };
   const externalStats = async (ext: ExternalPoolCapable, template: string, signal?: AbortSignal): Promise<PoolStats> => {
-    const t = (await ext.pool(signal)).templates[template];
-    return { available: t?.available ?? 0, inUse: t?.in_use ?? 0 };
+    const list = await ext.pool(signal);
+    const t = list.templates[template];
+    return { available: t?.available ?? 0, inUse: t?.in_use ?? 0, ...(list.accel ? { accel: list.accel } : {}) };
   };
 
   return poolMachine.provide({

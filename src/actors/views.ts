@@ -36,6 +36,7 @@ export function poolView(ref: AnyActorRef): PoolView {
     progress: c.progress,
     refreshedAt: c.refreshedAt ? new Date(c.refreshedAt).toISOString() : null,
     error: c.error?.message ?? null,
+    ...(c.accel ? { accel: c.accel } : {}),
   };
 }
 

@@ -14,7 +14,7 @@ export interface SnapshotCapable {
 export interface ExternalPoolCapable {
   warm(template: string, count: number, onProgress?: (line: string) => void, signal?: AbortSignal): Promise<{ template: string; available: number }>;
   drain(template: string, signal?: AbortSignal): Promise<void>;
-  pool(signal?: AbortSignal): Promise<{ templates: Record<string, { available: number; in_use: number }> }>;
+  pool(signal?: AbortSignal): Promise<{ templates: Record<string, { available: number; in_use: number }>; accel?: string }>;
 }
 
 /** The backend chooses the user a command runs as when the request names none (a template's `user`). */

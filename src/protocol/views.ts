@@ -53,6 +53,8 @@ export interface PoolView {
   progress: string | null;
   refreshedAt: string | null;
   error: string | null;
+  /** External pools that say how their guests run (the microVM pool-ctl: kvm | tcg). */
+  accel?: string;
 }
 
 export interface PoolStatsView {
