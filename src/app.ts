@@ -156,7 +156,7 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
   gateway.start();
 
   // E2B SDK compatibility (docs/e2b.md) is a surface mounted on the edge, not part of it.
-  const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]), defaultDiskMiB: config.diskMib });
+  const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]), defaultDiskMiB: config.diskMib, domain: config.domain });
   const metricsKey = resolveMetricsKey(config);
   // Sandbox ports first: a request naming a port (host or E2b-Sandbox-Port) is never envd's.
   const ports = createPorts(gateway, { domain: config.domain, envd: e2b, keyOk: createKeyCheck([deps.apiKey]) });

@@ -36,6 +36,8 @@ const pauseBody = z.object({ memory: z.boolean().optional() }).passthrough();
 
 export interface SharedControlOptions {
   tokens: EnvdTokens;
+  /** --domain: where `<port>-<id>.<domain>` reaches a sandbox's ports. */
+  domain?: string | null;
   keyOk(presented: string | undefined): boolean;
   defaultDiskMiB?: number;
 }
@@ -114,7 +116,7 @@ async function createV1(gw: Gateway, o: SharedControlOptions, _id: string | unde
     internet: b.allow_internet_access ?? false,
   });
   // coppice's view plus E2B's fields, as the shared route's decorated reply.
-  return { status: 201, body: { ...view, ...sandboxExtras(view, o.tokens, o.defaultDiskMiB) } };
+  return { status: 201, body: { ...view, ...sandboxExtras(view, o.tokens, o.defaultDiskMiB, o.domain ?? null) } };
 }
 
 /**
@@ -139,7 +141,7 @@ async function fork(gw: Gateway, o: SharedControlOptions, id: string | undefined
           ...(b.metadata ? { metadata: b.metadata } : {}),
         });
         made.push(view);
-        results.push({ sandbox: e2bSandbox(view, o.tokens) });
+        results.push({ sandbox: e2bSandbox(view, o.tokens, o.domain ?? null) });
       } catch (err) {
         // A source that cannot be forked at all (gone, paused, a backend without snapshots) fails
         // the whole request when nothing was made yet, so the SDK raises its usual error class.

@@ -24,7 +24,8 @@ export interface E2bSandbox {
   envdVersion: string;
   envdAccessToken: string;
   alias?: string;
-  domain: null;
+  /** Where `<port>-<id>.<domain>` reaches a sandbox's ports (--domain); null: not configured. */
+  domain: string | null;
 }
 
 /** E2B's ListedSandbox. */
@@ -45,14 +46,14 @@ export interface E2bListedSandbox {
 const MAX_PAGE = 1000;
 const DEFAULT_PAGE = 100;
 
-export function e2bSandbox(view: SandboxView, tokens: EnvdTokens): E2bSandbox {
+export function e2bSandbox(view: SandboxView, tokens: EnvdTokens, domain: string | null = null): E2bSandbox {
   return {
     sandboxID: view.sandboxID,
     templateID: view.templateID,
     clientID: CLIENT_ID,
     envdVersion: ENVD_VERSION,
     envdAccessToken: tokens.token(view.sandboxID),
-    domain: null,
+    domain,
   };
 }
 
@@ -67,8 +68,15 @@ export function diskSizeMB(view: SandboxView, defaultDiskMiB: number | undefined
 }
 
 /** The fields E2B's SDKs read that coppice's own sandbox view does not have. */
-export function sandboxExtras(view: SandboxView, tokens: EnvdTokens, defaultDiskMiB?: number) {
-  return { clientID: CLIENT_ID, envdVersion: ENVD_VERSION, envdAccessToken: tokens.token(view.sandboxID), diskSizeMB: diskSizeMB(view, defaultDiskMiB) };
+/** `domain` only where E2B's reply has it (create, connect): undefined leaves it out. */
+export function sandboxExtras(view: SandboxView, tokens: EnvdTokens, defaultDiskMiB?: number, domain?: string | null) {
+  return {
+    clientID: CLIENT_ID,
+    envdVersion: ENVD_VERSION,
+    envdAccessToken: tokens.token(view.sandboxID),
+    diskSizeMB: diskSizeMB(view, defaultDiskMiB),
+    ...(domain !== undefined ? { domain } : {}),
+  };
 }
 
 function listed(view: SandboxView, defaultDiskMiB: number | undefined): E2bListedSandbox {
@@ -166,7 +174,7 @@ export function listSandboxes(views: SandboxView[], query: URLSearchParams, defa
   return { items: page.map((v) => listed(v, defaultDiskMiB)), nextToken: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null };
 }
 
-export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens, defaultDiskMiB?: number): void {
+export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens, defaultDiskMiB?: number, domain: string | null = null): void {
   router
     .on('POST', '/v2/sandboxes', async (ctx) => {
       const raw = await ctx.body(CONTROL_BODY_LIMIT);
@@ -182,7 +190,7 @@ export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens, d
         limits: b.limits,
         internet: b.allow_internet_access ?? false,
       });
-      return { status: 201, body: e2bSandbox(view, tokens) };
+      return { status: 201, body: e2bSandbox(view, tokens, domain) };
     })
     .on('GET', '/v2/sandboxes', (ctx) => {
       const { items, nextToken } = listSandboxes(gw.list(), ctx.query, defaultDiskMiB);
@@ -194,7 +202,7 @@ export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens, d
       gw.view(id); // 404 before the body is looked at
       const b = parse(connectBody, await ctx.body(CONTROL_BODY_LIMIT));
       const resumed = await gw.connect(id, (b.timeout ?? 300) * 1000);
-      return { status: resumed ? 201 : 200, body: e2bSandbox(gw.view(id), tokens) };
+      return { status: resumed ? 201 : 200, body: e2bSandbox(gw.view(id), tokens, domain) };
     })
     .on('POST', '/sandboxes/:id/refreshes', async (ctx) => {
       const id = ctx.params.id!;

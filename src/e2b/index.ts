@@ -14,6 +14,8 @@ export interface E2bOptions {
   keyOk(presented: string | undefined): boolean;
   /** The disk quota of a sandbox whose create named none (`--disk-mib`): E2B's diskSizeMB. */
   defaultDiskMiB?: number;
+  /** --domain: returned as `domain`, so the SDKs' getHost(port) names `<port>-<id>.<domain>`. */
+  domain?: string;
 }
 
 export interface E2b extends Mount {
@@ -25,14 +27,15 @@ export function createE2b(gw: Gateway, opts: E2bOptions): E2b {
   if (!secret) throw new Error('the E2B surface needs an API key');
   const tokens = createEnvdTokens(secret);
   const envd = createEnvd(gw, { tokens, keyOk: opts.keyOk });
-  const shared = { tokens, keyOk: opts.keyOk, defaultDiskMiB: opts.defaultDiskMiB };
+  const domain = opts.domain ?? null;
+  const shared = { tokens, keyOk: opts.keyOk, defaultDiskMiB: opts.defaultDiskMiB, domain };
   return {
     name: 'e2b',
     tokens,
     // The /v2 control-plane routes; served before the router: envd (Connect RPC, /files, /health)
     // for requests naming a sandbox in `E2b-Sandbox-Id`, and the E2B SDKs' requests to the shared
     // routes whose E2B contract differs from coppice's (control-shared.ts).
-    routes: (router) => controlRoutes(router, gw, tokens, opts.defaultDiskMiB),
+    routes: (router) => controlRoutes(router, gw, tokens, opts.defaultDiskMiB, domain),
     owns: (req) => isEnvdRequest(req) || isE2bSharedControl(req),
     serve: (req, res) => (isEnvdRequest(req) ? envd.handle(req, res) : serveE2bSharedControl(gw, shared, req, res)),
     decorate: (route, reply) => decorateReply(route, reply, tokens, opts.defaultDiskMiB),

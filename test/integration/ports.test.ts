@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { request, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { Sandbox } from 'e2b';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 const SERVER = String.raw`
@@ -142,4 +143,24 @@ describe('sandbox ports through the gateway (real sandbox, --domain localhost)',
     }
     assert.equal(seen, 'yes', 'the server inside saw its client go away');
   });
+
+  test("E2B's getHost(port) names the sandbox's port under --domain, and it answers through the gateway", async () => {
+    const opts = { apiKey: gw.key, apiUrl: gw.url, sandboxUrl: gw.url };
+    const sbx = await Sandbox.create('base', opts);
+    try {
+      const name = sbx.getHost(8000);
+      assert.equal(name, `8000-${sbx.sandboxId}.localhost`);
+      await sbx.commands.run('python3 -m http.server 8000 --directory /etc >/dev/null 2>&1', { background: true });
+      let r = { status: 0, text: '' };
+      for (let i = 0; i < 200 && r.status !== 200; i++) {
+        r = await raw(gw.url, { path: '/hostname', headers: { host: `${name}:${new URL(gw.url).port}` } });
+        if (r.status !== 200) await new Promise((res) => setTimeout(res, 50));
+      }
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.text, 'coppice\n');
+    } finally {
+      await sbx.kill();
+    }
+  });
 });
+
