@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CoppiceError } from '../../src/errors.ts';
-import { buildRemoteCommand, EXEC_MARKER, shellQuote } from '../../src/backends/bhyve/ssh.ts';
+import { buildRemoteCommand, EXEC_MARKER, MAX_REMOTE_COMMAND, shellQuote } from '../../src/backends/bhyve/ssh.ts';
 
 /** What /bin/sh makes of a quoted argv: run it through `printf '%s\0'` and split on NUL. */
 function viaSh(argv: string[]): string[] {
@@ -94,4 +94,28 @@ test('buildRemoteCommand: bad input is a 400 naming the field', () => {
 test('the built command runs as intended in /bin/sh (root path)', () => {
   const cmd = buildRemoteCommand({ argv: ['sh', '-c', 'printf "%s|%s|%s" "$PWD" "$A" "$1"', 'sh', "o'k"], cwd: '/tmp', env: { A: '$(x)' } });
   assert.equal(execFileSync('/bin/sh', ['-c', cmd]).toString(), "/tmp|$(x)|o'k");
+});
+
+test('buildRemoteCommand: a NUL is refused naming the field it is in (argv, env.K, cwd)', () => {
+  const field = (spec: Parameters<typeof buildRemoteCommand>[0]) => {
+    try {
+      buildRemoteCommand(spec);
+    } catch (e) {
+      assert.ok(e instanceof CoppiceError && e.code === 'bad_request');
+      return e.field;
+    }
+    assert.fail('accepted');
+  };
+  assert.equal(field({ argv: ['echo', 'a\0b'] }), 'argv');
+  assert.equal(field({ argv: ['env'], env: { K: 'x\0y' } }), 'env.K');
+  assert.equal(field({ argv: ['true'], cwd: '/tmp\0x' }), 'cwd');
+});
+
+test(`buildRemoteCommand: a command line longer than the guest takes (${MAX_REMOTE_COMMAND} bytes) is refused, one just under passes`, () => {
+  const under = buildRemoteCommand({ argv: ['echo', 'x'.repeat(MAX_REMOTE_COMMAND - 100)] });
+  assert.ok(under.length <= MAX_REMOTE_COMMAND);
+  assert.throws(
+    () => buildRemoteCommand({ argv: ['echo', 'x'.repeat(MAX_REMOTE_COMMAND)] }),
+    (e: unknown) => e instanceof CoppiceError && e.code === 'bad_request' && e.field === 'argv' && /stdin/.test(e.message),
+  );
 });

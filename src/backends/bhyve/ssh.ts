@@ -37,10 +37,28 @@ const USER = /^[a-z_][a-z0-9_-]*\$?$/;
  * `setpriv ... /bin/sh -c '...'` for a non-root user. `exec` makes the command the
  * process sshd started, so exit status and signals are the command's own.
  */
+/**
+ * The guest's limit on one argument string (Linux MAX_ARG_STRLEN, 32 pages): the whole command
+ * line reaches the guest's shell as one `-c` argument, so a longer one cannot be run (and must
+ * not reach the shared SSH connection).
+ */
+export const MAX_REMOTE_COMMAND = 131072;
+
 export function buildRemoteCommand(spec: ExecSpec, defaultUser = 'root', execId?: string): string {
   if (spec.argv.length === 0) throw badRequest('argv', 'must not be empty');
   const env = Object.entries(spec.env ?? {});
   for (const [k] of env) if (!ENV_KEY.test(k)) throw badRequest('env', `invalid variable name ${JSON.stringify(k)}`);
+  // Each field named for itself (quoteWord's own check would say argv).
+  for (const [k, v] of env) if (v.includes('\0')) throw badRequest(`env.${k}`, 'values cannot contain NUL bytes');
+  if (spec.cwd?.includes('\0')) throw badRequest('cwd', 'cannot contain NUL bytes');
+  const cmd = remoteCommand(spec, env, defaultUser, execId);
+  if (Buffer.byteLength(cmd) > MAX_REMOTE_COMMAND) {
+    throw badRequest('argv', `the quoted command line is ${Buffer.byteLength(cmd)} bytes; a guest takes at most ${MAX_REMOTE_COMMAND} (pass large data on stdin)`);
+  }
+  return cmd;
+}
+
+function remoteCommand(spec: ExecSpec, env: [string, string][], defaultUser: string, execId?: string): string {
   // `env` would take a first word containing `=` for an assignment.
   if (env.length > 0 && spec.argv[0].includes('=')) throw badRequest('argv', 'argv[0] cannot contain "=" when env is set');
   const user = spec.user ?? defaultUser;
