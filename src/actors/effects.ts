@@ -29,6 +29,8 @@ export interface EffectDeps {
   /** Durable records of live sandboxes (absent: nothing survives a restart). */
   store?: SandboxStore;
   roots: ScanRoots;
+  /** Where registry warnings (name collisions) are logged. */
+  logger?: { warn(obj: object, msg: string): void };
   /** Runs after the first template scan, before the gateway serves (e.g. the bhyve startup warm). */
   startup?: (system: { get(id: string): AnyActorRef | undefined }) => Promise<void>;
 }
@@ -118,7 +120,14 @@ export function provideGateway(deps: EffectDeps) {
   });
 
   const registry = gatewayRegistry.provide({
-    actors: { scan: fromPromise(() => scanTemplates(deps.roots)) },
+    actors: {
+      scan: fromPromise(async () => {
+        const r = await scanTemplates(deps.roots);
+        // Startup and every reload: an operator reads the log, not only the reload's reply.
+        for (const warning of r.warnings) deps.logger?.warn({ warning }, 'template registry');
+        return r;
+      }),
+    },
   });
 
   return gatewayMachine.provide({

@@ -79,6 +79,7 @@ export class Gateway {
       backends: opts.backends,
       roots: opts.roots,
       startup: opts.startup,
+      logger: opts.logger,
     });
     this.actor = createActor(machine, {
       systemId: 'gateway',

@@ -9,6 +9,11 @@ import { createActor, fromPromise } from 'xstate';
 import { registryMachine, type ScanResult } from '../../machines/registry.ts';
 import type { Reply } from '../../machines/types.ts';
 import { isValidTemplateName, scanTemplates, type ScanRoots } from '../../src/registry/scan.ts';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { Gateway } from '../../src/actors/gateway.ts';
+import { FakeBackend } from '../helpers/fake-backend.ts';
 
 async function tempRoot(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'coppice-scan-'));
@@ -257,3 +262,30 @@ describe('the registry actor', () => {
   );
 });
 
+
+describe('registry warnings reach the log', () => {
+  test('a name collision is logged at startup and again on reload (not only returned)', async (t) => {
+    const root = mkdtempSync(join(tmpdir(), 'coppice-reg-'));
+    const vms = mkdtempSync(join(tmpdir(), 'coppice-reg-vm-'));
+    t.after(() => {
+      rmSync(root, { recursive: true, force: true });
+      rmSync(vms, { recursive: true, force: true });
+    });
+    mkdirSync(join(root, 'twin-template'));
+    writeFileSync(join(vms, 'twin.img'), '');
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _e, cb) {
+        lines.push(chunk.toString());
+        cb();
+      },
+    });
+    const g = new Gateway({ backends: { jail: new FakeBackend() }, roots: { templatesRoot: root, bhyveTemplatesRoot: vms }, logger: pino({ level: 'warn' }, sink), shardCount: 2 }).start();
+    t.after(() => g.actor.stop());
+    for (let i = 0; i < 500 && g.lifecycle !== 'serving'; i++) await new Promise((r) => setTimeout(r, 10));
+    const collisions = () => lines.filter((l) => /twin.{0,3} exists as a jail template/.test(l)).length;
+    assert.equal(collisions(), 1, lines.join(''));
+    await g.reloadTemplates();
+    assert.equal(collisions(), 2);
+  });
+});
