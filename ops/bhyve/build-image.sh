@@ -17,6 +17,8 @@
 #
 # Env: COPPICE_POOL_KEY (default /root/coppice-signing/pool-key).
 # Prints the image path on stdout; progress on stderr.
+# A bash script; `sh build-image.sh` (dash on Debian, which has no pipefail) runs it under bash.
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 
 usage() { echo "usage: $0 <name> [IMAGES_ROOT] [BASE_ROOTFS]" >&2; exit 2; }

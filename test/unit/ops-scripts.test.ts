@@ -1,6 +1,6 @@
 // Every host-side script under ops/ must parse (`sh -n` / `bash -n`, per its shebang) and pass
 // shellcheck: scripts that only run on FreeBSD hosts get no other check here.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
@@ -38,3 +38,16 @@ for (const file of found) {
     });
   });
 }
+
+test('ops/bhyve/build-image.sh runs as the README writes it (`sh ...`, dash on Debian): it re-runs itself under bash', async () => {
+  // Its usage line comes from bash, after `set -o pipefail`, which dash alone would refuse.
+  const r = await new Promise<{ code: number | null; err: string }>((resolve) => {
+    const p = spawn('sh', ['ops/bhyve/build-image.sh'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (c) => (err += c));
+    p.on('exit', (code) => resolve({ code, err }));
+  });
+  assert.equal(r.code, 2, r.err);
+  assert.match(r.err, /^usage: /m);
+  assert.doesNotMatch(r.err, /pipefail|Illegal option/);
+});
