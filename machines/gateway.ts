@@ -56,6 +56,8 @@ export interface GatewayContext {
   shards: ActorRefFrom<typeof shardMachine>[];
   registry: ActorRefFrom<typeof registryMachine>;
   pools: Record<string, ActorRefFrom<typeof poolMachine>>;
+  /** Pools whose template left the registry: draining, no longer listed, gone when done. */
+  retiring: Record<string, ActorRefFrom<typeof poolMachine>>;
   drainedPools: number;
   drainedShards: number;
   drainDeadlineMs: number;
@@ -178,7 +180,8 @@ export const gatewayMachine = setup({
         const pools = { ...context.pools };
         const jail = context.jailPool;
         for (const t of event.templates) {
-          if (Object.hasOwn(pools, t.name)) continue;
+          // A retiring pool still holds `pool:<name>`: its successor comes at a later reload.
+          if (Object.hasOwn(pools, t.name) || Object.hasOwn(context.retiring, t.name)) continue;
           // An external pool (bhyve's pool-ctl): every template gets one (empty until warmed).
           // Slot pools (frozen sandboxes): only for the templates asked for.
           const external = context.externalPools.includes(t.backend);
@@ -194,15 +197,37 @@ export const gatewayMachine = setup({
         return pools;
       },
     }),
+    // A template gone from the registry takes its pool with it: drained (its slots destroyed,
+    // pool-ctl's guests released), and out of GET /pool and the gauges at once.
+    retirePools: enqueueActions(({ enqueue, context, event }) => {
+      if (event.type !== 'TEMPLATES') return;
+      const names = new Set(event.templates.map((t) => t.name));
+      const gone = Object.keys(context.pools).filter((name) => !names.has(name));
+      if (gone.length === 0) return;
+      for (const name of gone) enqueue.sendTo(context.pools[name]!, { type: 'DRAIN' });
+      enqueue.assign({
+        pools: Object.fromEntries(Object.entries(context.pools).filter(([name]) => names.has(name))),
+        retiring: { ...context.retiring, ...Object.fromEntries(gone.map((name) => [name, context.pools[name]!])) },
+      });
+    }),
+    forgetRetired: assign({
+      retiring: ({ context, event }) => {
+        const id = 'actorId' in event ? event.actorId : '';
+        return Object.fromEntries(Object.entries(context.retiring).filter(([name]) => `pool:${name}` !== id));
+      },
+    }),
     armPools: enqueueActions(({ enqueue, context }) => {
       for (const pool of Object.values(context.pools)) enqueue.sendTo(pool, { type: 'ARM' });
     }),
     drainPools: enqueueActions(({ enqueue, context }) => {
       for (const pool of Object.values(context.pools)) enqueue.sendTo(pool, { type: 'DRAIN' });
     }),
+    // Only the gateway's own pools count (a retiring pool finishing meanwhile is not one of them).
     countPoolDrained: assign({
       drainedPools: ({ context, event }) =>
-        'actorId' in event && event.actorId.startsWith('pool:') ? context.drainedPools + 1 : context.drainedPools,
+        'actorId' in event && Object.keys(context.pools).some((name) => `pool:${name}` === event.actorId)
+          ? context.drainedPools + 1
+          : context.drainedPools,
     }),
     reportFault: emit(({ event }) => ({
       type: 'fault',
@@ -218,6 +243,7 @@ export const gatewayMachine = setup({
     ),
     registry: spawn('registry', { id: 'registry', systemId: 'registry' }),
     pools: {},
+    retiring: {},
     drainedPools: 0,
     drainedShards: 0,
     drainDeadlineMs: input.drainDeadlineMs ?? 30_000,
@@ -232,7 +258,8 @@ export const gatewayMachine = setup({
   on: {
     SPAWN: { actions: 'refuseSpawn' },
     CREATE: { actions: 'refuseSpawn' },
-    TEMPLATES: { actions: ['recordTemplates', 'ensurePools'] },
+    TEMPLATES: { actions: ['recordTemplates', 'retirePools', 'ensurePools'] },
+    'xstate.done.actor.*': { actions: 'forgetRetired' },
     // One broken child never takes the gateway down: report and carry on.
     'xstate.error.actor.*': { actions: 'reportFault' },
     SANDBOX_FAULT: { actions: 'reportFault' },
@@ -303,7 +330,7 @@ export const gatewayMachine = setup({
             },
             draining: {
               entry: 'drainPools',
-              on: { 'xstate.done.actor.*': { actions: 'countPoolDrained' } },
+              on: { 'xstate.done.actor.*': { actions: ['countPoolDrained', 'forgetRetired'] } },
               always: { guard: 'allPoolsDrained', target: 'done' },
             },
             done: { type: 'final' },

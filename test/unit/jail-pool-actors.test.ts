@@ -47,3 +47,21 @@ test('a jail pool fills once serving, a create takes a frozen slot (thaw only), 
   assert.equal(await g.stopped, 'drained');
   assert.equal(backend.live.size, 0, 'slots and sandboxes destroyed');
 });
+
+test('a pool whose template leaves the registry at a reload is drained and no longer listed', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'coppice-pool-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'busybox-template'));
+  const backend = new FakeBackend();
+  const g = new Gateway({ backends: { jail: backend }, roots: { templatesRoot: root }, logger: createLogger('silent'), shardCount: 4, jailPool: { size: 2, templates: null } }).start();
+  t.after(() => g.actor.stop());
+  await until('pool of 2', () => g.pools().find((p) => p.template === 'busybox')?.available === 2);
+  rmSync(join(root, 'busybox-template'), { recursive: true });
+  await g.reloadTemplates();
+  assert.deepEqual(g.pools(), [], 'gone from GET /pool at once');
+  await until('its slots destroyed', () => backend.live.size === 0);
+  // The template comes back: a reload after the drain gives it a pool again.
+  mkdirSync(join(root, 'busybox-template'));
+  await g.reloadTemplates();
+  await until('a new pool of 2', () => g.pools().find((p) => p.template === 'busybox')?.available === 2);
+});
