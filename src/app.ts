@@ -156,7 +156,12 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
     const closed = new Promise<void>((r) => edge.server.close(() => r()));
     edge.server.closeAllConnections();
     await closed;
-    for (const b of Object.values(backends)) await b?.close();
+    for (const b of Object.values(backends)) {
+      // Drained: anything still named like a sandbox of ours is a leak (a record or actor was missing).
+      const swept = await b?.sweep?.().catch((err: Error) => ({ swept: [], left: [err.message] }));
+      if (swept && swept.swept.length + swept.left.length > 0) logger.warn({ ...swept }, 'drain sweep removed leftovers');
+      await b?.close();
+    }
   };
   void gateway.stopped.then(() => {
     closing ??= shutdown();

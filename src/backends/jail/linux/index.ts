@@ -22,12 +22,13 @@ import { UndoStack } from './undo.ts';
 import { bindIdmapped, DEFAULT_IDMAP_HELPER } from './idmap.ts';
 import { makeDisk } from './quota.ts';
 import { assertStateSpace, isNoSpace } from './state-disk.ts';
+import { sweepExecFiles, sweepHost } from './sweep.ts';
 import { seccompProfile } from './seccomp.ts';
 import { RANGE, readUidBase, UidRanges } from './userns.ts';
 import { INIT_PID_FILE } from './runc.ts';
 import { TemplateUsers } from './users.ts';
 
-export { findLeftovers } from './leftovers.ts';
+export { findLeftovers, findLeftoversByName } from './leftovers.ts';
 
 export type Logger = BackendLogger;
 
@@ -133,6 +134,11 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
 
   const busy = new Set<string>(); // ids with a create in flight or live in this process
   const names = (id: string) => sandboxNames(opts.stateDir, id);
+  // Objects no container can own any more (a crash mid-create or mid-destroy): netns, veths, cgroups,
+  // loop devices, nft elements of ids without a container or dir; sandbox dirs are reconcile's.
+  const startSweep = await sweepHost({ stateDir: opts.stateDir, runc, firewall, skip: () => false, includeOwned: false });
+  if (startSweep.swept.length > 0) log.warn({ ...startSweep }, 'leftovers of earlier runs removed');
+  sweepExecFiles(execDir);
   // Ranges of live containers (a restart): reserved before any create can hand them out again.
   const mine = join(opts.stateDir, 'sandboxes') + '/';
   for (const c of await runc.list().catch(() => [])) {
@@ -437,6 +443,13 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
         if (!known.has(id) && ID_RE.test(id)) live.push({ id, state: 'unknown' });
       }
       return live;
+    },
+
+    async sweep() {
+      const r = await sweepHost({ stateDir: opts.stateDir, runc, firewall, skip: (id) => busy.has(id), includeOwned: true });
+      for (const id of r.swept) ranges.release(id);
+      sweepExecFiles(execDir);
+      return r;
     },
 
     defaultUser(template: Template): string {
