@@ -140,7 +140,7 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
   gateway.start();
 
   // E2B SDK compatibility (docs/e2b.md) is a surface mounted on the edge, not part of it.
-  const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]) });
+  const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]), bodyLimit: config.bodyLimit });
   const edge = createEdge(gateway, { apiKeys: [deps.apiKey], bodyLimit: config.bodyLimit, mounts: [e2b] });
   const { host, port } = splitListen(config.listen);
   await new Promise<void>((resolve, reject) => {

@@ -11,6 +11,8 @@ export interface E2bOptions {
   /** The gateway's API keys: the first one keys the envd access tokens; any of them opens envd. */
   apiKeys: string[];
   keyOk(presented: string | undefined): boolean;
+  /** Largest /files upload body (the gateway's --body-limit). */
+  bodyLimit?: number;
 }
 
 export interface E2b extends Mount {
@@ -21,7 +23,7 @@ export function createE2b(gw: Gateway, opts: E2bOptions): E2b {
   const secret = opts.apiKeys[0];
   if (!secret) throw new Error('the E2B surface needs an API key');
   const tokens = createEnvdTokens(secret);
-  const envd = createEnvd(gw, { tokens, keyOk: opts.keyOk });
+  const envd = createEnvd(gw, { tokens, keyOk: opts.keyOk, bodyLimit: opts.bodyLimit });
   return {
     name: 'e2b envd',
     tokens,
