@@ -156,7 +156,7 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
   gateway.start();
 
   // E2B SDK compatibility (docs/e2b.md) is a surface mounted on the edge, not part of it.
-  const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]), defaultDiskMiB: config.diskMib, domain: config.domain });
+  const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]), defaultDiskMiB: config.diskMib, domain: config.domain, bodyLimit: config.bodyLimit });
   const metricsKey = resolveMetricsKey(config);
   // Sandbox ports first: a request naming a port (host or E2b-Sandbox-Port) is never envd's.
   const ports = createPorts(gateway, { domain: config.domain, envd: e2b, keyOk: createKeyCheck([deps.apiKey]) });
@@ -175,7 +175,12 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
     const closed = new Promise<void>((r) => edge.server.close(() => r()));
     edge.server.closeAllConnections();
     await closed;
-    for (const b of Object.values(backends)) await b?.close();
+    for (const b of Object.values(backends)) {
+      // Drained: anything still named like a sandbox of ours is a leak (a record or actor was missing).
+      const swept = await b?.sweep?.().catch((err: Error) => ({ swept: [], left: [err.message] }));
+      if (swept && swept.swept.length + swept.left.length > 0) logger.warn({ ...swept }, 'drain sweep removed leftovers');
+      await b?.close();
+    }
   };
   void gateway.stopped.then(() => {
     closing ??= shutdown();

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'conflict'
   | 'too_many_requests'
   | 'payload_too_large'
+  | 'insufficient_storage'
   | 'unsupported'
   | 'draining'
   | 'not_ready'
@@ -25,6 +26,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'conflict',
   'too_many_requests',
   'payload_too_large',
+  'insufficient_storage',
   'unsupported',
   'draining',
   'not_ready',
@@ -59,6 +61,9 @@ export const conflict = (message: string) => new CoppiceError('conflict', messag
 export const backendFailed = (message: string, cause?: unknown) =>
   new CoppiceError('backend_failed', message, { cause });
 export const timeout = (message: string) => new CoppiceError('timeout', message);
+/** The gateway's own state disk is full: nothing new can be made until space returns. */
+export const insufficientStorage = (message: string, cause?: unknown) =>
+  new CoppiceError('insufficient_storage', message, { cause });
 export const tooManyRequests = (message: string, retryAfterS: number) =>
   new CoppiceError('too_many_requests', message, { retryAfterS });
 

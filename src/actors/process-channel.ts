@@ -15,12 +15,18 @@
 // blocks on write exactly as it would on a full pipe; the source resumes once every lossless reader
 // is within window/2. So with several attached clients the command runs at the pace of the slowest
 // lossless one, and none loses a byte. A `lossy` reader never holds the source: if it falls behind
-// the replay buffer it skips ahead and is told how many bytes it missed. With no reader attached
-// the command runs freely and the replay buffer keeps its tail.
+// the replay buffer it skips ahead and is told how many bytes it missed.
+// Unread (no reader attached, nothing captured: a detached command): once a full replay buffer of
+// output has come since the last reader left, the source is paused and let through only a slice
+// per tick, so the command still moves on, the ring keeps its newest tail, and the gateway stops
+// spending a core on bytes nobody reads (cat /dev/zero took ~1.1 cores). A reader attaching
+// lifts it at once.
 // Bound per process: replayLimit + window (one extra chunk at most) here, plus each reader's own
 // buffer (a WebSocket's high-water mark), plus the pipes' own 64 KiB.
 //
-// Buffered capture (REST /exec) is a separate capped copy that is never paused.
+// Buffered capture (REST /exec) is a separate capped copy that is never paused. It is one
+// contiguous buffer per stream (output() hands it over without a copy) and is released once
+// handed over after the exit, not kept for the process table's retention.
 import type { ProcessExit } from '../../machines/types.ts';
 
 export type Stream = 'stdout' | 'stderr';
@@ -95,7 +101,38 @@ interface Cursor {
 
 /** Per-chunk bookkeeping counted against the replay limit, so a flood of 1-byte writes stays bounded. */
 const CHUNK_OVERHEAD = 64;
+/** What an evicted slot of the ring holds until the array is compacted. */
+const EVICTED: Chunk = { stream: 'stdout', offset: -1, buf: Buffer.alloc(0) };
 export const DEFAULT_REPLAY_LIMIT = 4 * 1024 * 1024;
+/** An unread command's pace: this many bytes per tick (~1.3 MB/s), once its ring has been refilled. */
+export const UNREAD_SLICE = 64 * 1024;
+export const UNREAD_TICK_MS = 50;
+
+/** A capped, growing, contiguous copy of one stream. */
+class Capture {
+  private buf: Buffer | null = null;
+  length = 0;
+  released = false;
+
+  constructor(private readonly limit: number) {}
+
+  append(chunk: Buffer): void {
+    // Allocated once at the cap: growing by doubling left as much garbage as it kept, and a big
+    // untouched allocation costs address space, not RAM, until bytes are written into it.
+    this.buf ??= Buffer.allocUnsafe(this.limit);
+    chunk.copy(this.buf, this.length);
+    this.length += chunk.length;
+  }
+
+  bytes(): Buffer {
+    return this.buf ? this.buf.subarray(0, this.length) : Buffer.alloc(0);
+  }
+
+  release(): void {
+    this.buf = null;
+    this.released = true;
+  }
+}
 
 export class ProcessChannel {
   readonly startedAt = Date.now();
@@ -103,7 +140,7 @@ export class ProcessChannel {
   private readonly captureLimit: number;
   private readonly replayLimit: number;
   private readonly window: number;
-  private readonly captured: Record<Stream, Buffer[]> = { stdout: [], stderr: [] };
+  private readonly captured: Record<Stream, Capture>;
   private capturedBytes = 0;
   private truncatedFlag = false;
   private readonly cursors = new Set<Cursor>();
@@ -117,6 +154,11 @@ export class ProcessChannel {
   private source: Source | null = null;
   private sourcePaused = false;
   private pauseCount = 0;
+  /** Paused because nobody reads (see the file comment), as opposed to a lagging reader. */
+  private unreadPaused = false;
+  /** Bytes an unread command may still write before the next pause. */
+  private unreadAllowance: number;
+  private unreadTimer: NodeJS.Timeout | undefined;
   private stdin: StdinGauge | null = null;
   private pidSource: (() => Promise<number | null>) | null = null;
   private pidValue: Promise<number | null> | null = null;
@@ -134,6 +176,8 @@ export class ProcessChannel {
     this.captureLimit = o.captureLimit ?? 0;
     this.replayLimit = o.replayLimit ?? DEFAULT_REPLAY_LIMIT;
     this.window = o.window ?? Math.max(this.replayLimit, 64 * 1024);
+    this.unreadAllowance = this.replayLimit;
+    this.captured = { stdout: new Capture(this.captureLimit), stderr: new Capture(this.captureLimit) };
   }
 
   // ---- writer side (the runner) ----
@@ -141,7 +185,7 @@ export class ProcessChannel {
   /** The runner hands over its output pipes so readers can hold them back. */
   setSource(source: Source): void {
     this.source = source;
-    if (this.sourcePaused) source.pause();
+    if (this.sourcePaused || this.unreadPaused) source.pause();
   }
 
   setStdin(gauge: StdinGauge): void {
@@ -158,7 +202,7 @@ export class ProcessChannel {
     if (this.capturedBytes < this.captureLimit) {
       const room = this.captureLimit - this.capturedBytes;
       const part = chunk.length <= room ? chunk : chunk.subarray(0, room);
-      this.captured[stream].push(part);
+      this.captured[stream].append(part);
       this.capturedBytes += part.length;
       if (part.length < chunk.length) this.truncatedFlag = true;
     } else if (this.captureLimit > 0) {
@@ -167,6 +211,7 @@ export class ProcessChannel {
     this.chunks.push({ stream, offset: this.head, buf: chunk });
     this.head += chunk.length;
     this.retainedCost += chunk.length + CHUNK_OVERHEAD;
+    if (this.unread()) this.unreadAllowance -= chunk.length;
     for (const c of this.cursors) this.pumpCursor(c);
     this.evict();
     this.regulate();
@@ -177,9 +222,11 @@ export class ProcessChannel {
     if (this.exitValue) return;
     this.exitValue = exit;
     this.endedAt = Date.now();
+    clearTimeout(this.unreadTimer);
     // Whatever is still in the pipes has nowhere to go now; let them drain so the runner can end.
-    if (this.sourcePaused) {
+    if (this.sourcePaused || this.unreadPaused) {
       this.sourcePaused = false;
+      this.unreadPaused = false;
       this.source?.resume();
     }
     for (const c of [...this.cursors]) this.pumpCursor(c);
@@ -214,8 +261,16 @@ export class ProcessChannel {
     return this.head;
   }
 
+  /**
+   * The captured bytes of one stream (no copy). After the exit this hands them over: the channel
+   * lets go of them (a finished command's entry outlives its reply by minutes), so a second call
+   * returns nothing.
+   */
   output(stream: Stream): Buffer {
-    return Buffer.concat(this.captured[stream]);
+    const c = this.captured[stream];
+    const bytes = c.bytes();
+    if (this.exitValue) c.release();
+    return bytes;
   }
 
   /**
@@ -341,6 +396,9 @@ export class ProcessChannel {
       const c = this.chunks[this.first]!;
       const end = c.offset + c.buf.length;
       if (end > keepFrom) break;
+      // Let go of the bytes now, not at the next compaction: up to 1024 evicted chunks (64 MiB of
+      // pipe reads) used to stay referenced, for the whole retention of a finished command.
+      this.chunks[this.first] = EVICTED;
       this.first += 1;
       this.retainedCost -= c.buf.length + CHUNK_OVERHEAD;
       this.tail = end;
@@ -361,6 +419,10 @@ export class ProcessChannel {
     }
   }
 
+  private unread(): boolean {
+    return this.cursors.size === 0 && this.captureLimit === 0;
+  }
+
   private regulate(): void {
     if (!this.source || this.exitValue) return;
     const slowest = this.slowestLossless();
@@ -368,10 +430,36 @@ export class ProcessChannel {
     if (!this.sourcePaused && lag >= this.window) {
       this.sourcePaused = true;
       this.pauseCount += 1;
-      this.source.pause();
+      if (!this.unreadPaused) this.source.pause();
     } else if (this.sourcePaused && lag <= this.window / 2) {
       this.sourcePaused = false;
-      this.source.resume();
+      if (!this.unreadPaused) this.source.resume();
     }
+    this.regulateUnread();
+  }
+
+  private regulateUnread(): void {
+    if (!this.unread()) {
+      // Someone reads again: no pacing; a later detach gets a whole ring of fresh output first.
+      this.unreadAllowance = this.replayLimit;
+      clearTimeout(this.unreadTimer);
+      this.unreadTimer = undefined;
+      if (this.unreadPaused) {
+        this.unreadPaused = false;
+        if (!this.sourcePaused) this.source!.resume();
+      }
+      return;
+    }
+    if (this.unreadPaused || this.unreadAllowance > 0) return;
+    this.unreadPaused = true;
+    if (!this.sourcePaused) this.source!.pause();
+    this.unreadTimer = setTimeout(() => {
+      this.unreadTimer = undefined;
+      if (!this.unreadPaused || this.exitValue) return;
+      this.unreadAllowance = UNREAD_SLICE;
+      this.unreadPaused = false;
+      if (!this.sourcePaused) this.source?.resume();
+    }, UNREAD_TICK_MS);
+    this.unreadTimer.unref?.();
   }
 }

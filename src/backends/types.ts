@@ -117,6 +117,12 @@ export interface Backend {
   adopt?(handle: SandboxHandle): Promise<void>;
   /** Sandboxes this backend has on the host (for reconciliation and leak checks). */
   listLive(): Promise<LiveSandbox[]>;
+  /**
+   * Optional: after a drain (every actor gone), remove whatever host objects by this backend's
+   * naming scheme are still there (a record or an actor was missing). Returns the ids swept and
+   * what could not be removed.
+   */
+  sweep?(): Promise<{ swept: string[]; left: string[] }>;
   /** Release host-wide resources at gateway stop (not sandboxes; those are destroyed by their actors). */
   close(): Promise<void>;
 }

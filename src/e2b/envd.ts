@@ -35,6 +35,8 @@ export interface EnvdOptions {
   tokens: EnvdTokens;
   /** A gateway API key also opens the envd surface (for clients other than the SDK). */
   keyOk(presented: string | undefined): boolean;
+  /** Largest /files upload body, decoded (the gateway's --body-limit; 413 beyond). */
+  bodyLimit?: number;
 }
 
 export interface Envd {
@@ -135,7 +137,7 @@ export function createEnvd(gw: Gateway, opts: EnvdOptions): Envd {
             return await readFile(target, filePath, res);
           }
           if (req.method === 'POST') {
-            const written = await writeFiles(target, req, filePath);
+            const written = await writeFiles(target, req, filePath, opts.bodyLimit);
             return sendJson(res, 200, written);
           }
           return sendJson(res, 405, { code: 405, message: 'GET or POST /files' });

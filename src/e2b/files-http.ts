@@ -3,13 +3,12 @@
 // for `?path=`). Both stream through a helper command inside the sandbox (see sandbox-fs.ts): the
 // bytes never touch a host path, and a symlink resolves in the sandbox's own view.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { Reader, Stream } from '../actors/process-channel.ts';
+import { CoppiceError } from '../errors.ts';
+import { boundaryOf, parseMultipart } from './multipart.ts';
 import { errorOf, FsError, pathArg, SCRIPTS, startHelper, absolute, type FsTarget, type Helper } from './sandbox-fs.ts';
 
-/** Multipart uploads are parsed in memory; bigger files should use the streamed octet-stream form. */
-export const MULTIPART_LIMIT = 256 * 1024 * 1024;
 const STDIN_HIGH_WATER = 1024 * 1024;
 const STDERR_KEEP = 4096;
 
@@ -28,6 +27,20 @@ export function httpStatusOf(e: FsError): number {
     default:
       return 500;
   }
+}
+
+/**
+ * What the shell says about a path it cannot create (dash: "cannot create X: Directory
+ * nonexistent" when a parent is a file or missing; "File name too long"; a symlink loop) is the
+ * caller's mistake, not the gateway's: 400/403 instead of 500.
+ */
+export function fileMistake(e: FsError): FsError {
+  if (e.kind !== 'internal') return e;
+  if (/Permission denied|Operation not permitted|Read-only file system/i.test(e.message)) return new FsError('permission', e.message);
+  if (/Directory nonexistent|File name too long|Too many levels of symbolic links|Not a directory|Text file busy|cannot create/i.test(e.message)) {
+    return new FsError('invalid', e.message);
+  }
+  return e;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -141,7 +154,7 @@ export async function writeFile(t: FsTarget, path: string, source: AsyncIterable
   await feed(h, source);
   const exit = await h.channel.exited;
   if (exit.exitCode !== 0) {
-    const e = errorOf(exit, h.channel.output('stderr').toString('utf8'));
+    const e = fileMistake(errorOf(exit, h.channel.output('stderr').toString('utf8')));
     throw new FsError(e.kind, `writing ${path}: ${e.message}`);
   }
   const pwd = h.channel.output('stdout').toString('utf8').trim() || '/';
@@ -149,36 +162,69 @@ export async function writeFile(t: FsTarget, path: string, source: AsyncIterable
   return { name: abs.split('/').pop() ?? abs, path: abs, type: 'file' };
 }
 
-/** POST /files: multipart ("file" parts, filename = path) or a raw body for `?path=`. */
-export async function writeFiles(t: FsTarget, req: IncomingMessage, queryPath: string | null): Promise<WrittenInfo[]> {
+/** Bodies above the gateway's --body-limit are 413; counted after decompression (a gzip bomb too). */
+export const DEFAULT_UPLOAD_LIMIT = 32 * 1024 * 1024;
+
+const tooLarge = (limit: number) => new CoppiceError('payload_too_large', `upload body larger than ${limit} bytes (--body-limit)`);
+
+/** Pass bytes through, refusing the body once more than `limit` have come. */
+async function* limited(source: AsyncIterable<Buffer | Uint8Array>, limit: number): AsyncGenerator<Buffer> {
+  let size = 0;
+  for await (const c of source) {
+    size += c.length;
+    if (size > limit) throw tooLarge(limit);
+    yield Buffer.isBuffer(c) ? c : Buffer.from(c);
+  }
+}
+
+/**
+ * The request body, inflated when it is gzip (a corrupt stream is the client's mistake: 400).
+ * Stopping early must not destroy the request: its socket still has to carry the error reply.
+ */
+async function* decoded(req: IncomingMessage): AsyncGenerator<Buffer> {
+  const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+  if (encoding === 'identity') {
+    yield* req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+    return;
+  }
+  if (encoding !== 'gzip') throw new FsError('invalid', `unsupported Content-Encoding ${JSON.stringify(encoding)} (gzip or none)`);
+  const z = createGunzip();
+  const onError = (err: Error) => z.destroy(err);
+  req.once('error', onError);
+  req.pipe(z);
+  try {
+    yield* z as AsyncIterable<Buffer>;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code?.startsWith('Z_')) throw new FsError('invalid', `malformed gzip body: ${(err as Error).message}`);
+    throw err;
+  } finally {
+    req.off('error', onError);
+    req.unpipe(z);
+    z.destroy();
+  }
+}
+
+/**
+ * POST /files: multipart ("file" parts, filename = path) or a raw body for `?path=`. Streamed part
+ * by part into the sandbox (multipart.ts), never held whole; at most `limit` decoded bytes.
+ */
+export async function writeFiles(t: FsTarget, req: IncomingMessage, queryPath: string | null, limit = DEFAULT_UPLOAD_LIMIT): Promise<WrittenInfo[]> {
   const type = (req.headers['content-type'] ?? '').toLowerCase();
-  let body: Readable = req;
-  if ((req.headers['content-encoding'] ?? '').toLowerCase() === 'gzip') body = req.pipe(createGunzip());
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw tooLarge(limit);
+  const body = limited(decoded(req), limit);
   if (!type.startsWith('multipart/form-data')) {
     if (!queryPath) throw new FsError('invalid', 'path query parameter is required for a raw upload');
     return [await writeFile(t, queryPath, body)];
   }
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > MULTIPART_LIMIT) throw new FsError('invalid', `multipart upload larger than ${MULTIPART_LIMIT} bytes: use an application/octet-stream upload`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of body) {
-    size += (c as Buffer).length;
-    if (size > MULTIPART_LIMIT) throw new FsError('invalid', `multipart upload larger than ${MULTIPART_LIMIT} bytes: use an application/octet-stream upload`);
-    chunks.push(c as Buffer);
-  }
-  let form: FormData;
-  try {
-    form = await new Response(Buffer.concat(chunks), { headers: { 'content-type': req.headers['content-type']! } }).formData();
-  } catch (err) {
-    throw new FsError('invalid', `malformed multipart body: ${(err as Error).message}`);
-  }
+  const boundary = boundaryOf(req.headers['content-type']!);
+  if (!boundary) throw new FsError('invalid', 'multipart/form-data without a boundary parameter');
   const out: WrittenInfo[] = [];
-  for (const [name, value] of form) {
-    if (name !== 'file' || typeof value === 'string') continue;
-    const path = value.name || queryPath;
+  for await (const part of parseMultipart(body, boundary)) {
+    if (part.name !== 'file' || part.filename === undefined) continue; // other fields are skipped
+    const path = part.filename || queryPath;
     if (!path) throw new FsError('invalid', 'a file part has no filename and no path was given');
-    out.push(await writeFile(t, path, Readable.fromWeb(value.stream() as import('node:stream/web').ReadableStream<Uint8Array>)));
+    out.push(await writeFile(t, path, part.body));
   }
   if (out.length === 0) throw new FsError('invalid', 'no "file" part in the multipart body');
   return out;

@@ -16,6 +16,8 @@ export interface E2bOptions {
   defaultDiskMiB?: number;
   /** --domain: returned as `domain`, so the SDKs' getHost(port) names `<port>-<id>.<domain>`. */
   domain?: string;
+  /** Largest /files upload body (the gateway's --body-limit). */
+  bodyLimit?: number;
 }
 
 export interface E2b extends Mount {
@@ -26,7 +28,7 @@ export function createE2b(gw: Gateway, opts: E2bOptions): E2b {
   const secret = opts.apiKeys[0];
   if (!secret) throw new Error('the E2B surface needs an API key');
   const tokens = createEnvdTokens(secret);
-  const envd = createEnvd(gw, { tokens, keyOk: opts.keyOk });
+  const envd = createEnvd(gw, { tokens, keyOk: opts.keyOk, bodyLimit: opts.bodyLimit });
   const domain = opts.domain ?? null;
   const shared = { tokens, keyOk: opts.keyOk, defaultDiskMiB: opts.defaultDiskMiB, domain };
   return {

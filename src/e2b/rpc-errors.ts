@@ -30,6 +30,7 @@ const CONNECT_CODE: Record<ErrorCode, Code> = {
   conflict: Code.FailedPrecondition,
   too_many_requests: Code.ResourceExhausted,
   payload_too_large: Code.ResourceExhausted,
+  insufficient_storage: Code.ResourceExhausted,
   unsupported: Code.Unimplemented,
   backend_failed: Code.Unavailable,
   draining: Code.Unavailable,

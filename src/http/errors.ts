@@ -17,6 +17,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   draining: 503,
   not_ready: 503,
   timeout: 504,
+  insufficient_storage: 507,
 };
 
 export const httpStatusOf = (code: ErrorCode): number => HTTP_STATUS[code] ?? 502;

@@ -14,6 +14,7 @@
 //   502     backend_failed             BackendError
 //   503     draining | not_ready       UnavailableError       (.draining tells which)
 //   504     timeout                    GatewayTimeoutError
+//   507     insufficient_storage       InsufficientStorageError (the gateway's state disk is full)
 //   —       (no answer / cut off)      ConnectionError        (not a CoppiceApiError)
 
 export class CoppiceApiError extends Error {
@@ -53,6 +54,7 @@ export class UnavailableError extends CoppiceApiError {
   }
 }
 export class GatewayTimeoutError extends CoppiceApiError {}
+export class InsufficientStorageError extends CoppiceApiError {}
 
 /** The gateway could not be reached, or a stream ended without its exit. */
 export class ConnectionError extends Error {
@@ -78,6 +80,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   draining: UnavailableError,
   not_ready: UnavailableError,
   timeout: GatewayTimeoutError,
+  insufficient_storage: InsufficientStorageError,
 };
 
 const BY_STATUS: Record<number, ErrorClass> = {
@@ -93,6 +96,7 @@ const BY_STATUS: Record<number, ErrorClass> = {
   502: BackendError,
   503: UnavailableError,
   504: GatewayTimeoutError,
+  507: InsufficientStorageError,
 };
 
 /** Build the typed error for an error body (tolerates bodies that are not ours). */

@@ -43,6 +43,7 @@ export {
   ConnectionError,
   errorFromBody,
   GatewayTimeoutError,
+  InsufficientStorageError,
   InternalServerError,
   InvalidArgumentError,
   MethodNotAllowedError,

@@ -33,6 +33,7 @@ describe('CoppiceError', () => {
       draining: 503,
       not_ready: 503,
       timeout: 504,
+      insufficient_storage: 507,
     };
     for (const [code, status] of Object.entries(expected) as [ErrorCode, number][]) {
       const e = new CoppiceError(code, 'x');

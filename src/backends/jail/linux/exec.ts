@@ -1,6 +1,7 @@
 // One command inside a sandbox: `runc exec --process <json>`, so argv/env/cwd reach the kernel exactly
 // as given (no shell, no quoting). Without a terminal runc hands its own stdio fds to the command, so
-// our pipes carry raw bytes end to end.
+// our pipes carry raw bytes end to end. The JSON and the pid file live in a memory-backed runtime
+// dir (not the sandbox dir on the state disk), so exec keeps working while that disk is full.
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { constants } from 'node:os';
@@ -15,10 +16,13 @@ const SIGNAL_NAMES = new Map<number, string>(
 
 let seq = 0;
 
+/** Files are `exec-<gateway pid>-<n>.{json,pid}`: a sweep can tell a dead gateway's leftovers (leftovers.ts). */
+export const EXEC_FILE_PREFIX = 'exec-';
+
 export interface StartExecInput {
   runc: string;
   container: string;
-  /** The sandbox dir (outside the rootfs, so the sandbox cannot touch these files). */
+  /** Where the process JSON and runc's pid file go: outside every rootfs, root-only, memory-backed. */
   dir: string;
   process: OciProcess;
 }
@@ -39,7 +43,7 @@ export function mapExit(code: number | null, runcSignal: NodeJS.Signals | null, 
 
 export function startExec(input: StartExecInput): ExecProcess {
   const n = ++seq;
-  const base = join(input.dir, `exec-${process.pid}-${n}`);
+  const base = join(input.dir, `${EXEC_FILE_PREFIX}${process.pid}-${n}`);
   const processFile = `${base}.json`;
   const pidFile = `${base}.pid`;
   writeFileSync(processFile, JSON.stringify(input.process), { mode: 0o600 });

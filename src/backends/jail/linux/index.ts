@@ -4,7 +4,7 @@ import { chmodSync, chownSync, existsSync, symlinkSync, readdirSync, readFileSyn
 import type { BackendLogger } from '../../types.ts';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CoppiceError, backendFailed, badRequest, conflict, notFound } from '../../../errors.ts';
+import { CoppiceError, backendFailed, badRequest, conflict, insufficientStorage, notFound } from '../../../errors.ts';
 import type { Backend, CreateSpec, ExecProcess, ExecSpec, LiveSandbox, SandboxHandle, SnapshotRecord, Template } from '../../types.ts';
 import { AddressPool } from '../address-pool.ts';
 import { startExec } from './exec.ts';
@@ -21,12 +21,14 @@ import { removeCgroups, removeContainer, removeSandboxDir, teardown } from './te
 import { UndoStack } from './undo.ts';
 import { bindIdmapped, DEFAULT_IDMAP_HELPER } from './idmap.ts';
 import { makeDisk } from './quota.ts';
+import { assertStateSpace, isNoSpace } from './state-disk.ts';
+import { sweepExecFiles, sweepHost } from './sweep.ts';
 import { seccompProfile } from './seccomp.ts';
 import { RANGE, readUidBase, UidRanges } from './userns.ts';
 import { INIT_PID_FILE } from './runc.ts';
 import { TemplateUsers } from './users.ts';
 
-export { findLeftovers } from './leftovers.ts';
+export { findLeftovers, findLeftoversByName } from './leftovers.ts';
 
 export type Logger = BackendLogger;
 
@@ -64,6 +66,11 @@ export interface LinuxJailOptions {
   maxDiskMiB?: number;
   /** The idmapped-mount helper (ops/idmap). Default /usr/local/lib/coppice/coppice-idmap. */
   idmapHelper?: string;
+  /**
+   * Memory-backed dir for per-exec pid files (never the state disk, so exec works while it is
+   * full). Default /run/coppice.
+   */
+  runtimeDir?: string;
 }
 
 export type LinuxJailBackend = Backend & {
@@ -113,6 +120,8 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     if (!existsSync(p)) throw backendFailed(`jail/linux: ${p} is missing (apt install tini busybox-static)`);
   }
   await mkdir(join(opts.stateDir, 'sandboxes'), { recursive: true, mode: 0o700 });
+  const execDir = join(opts.runtimeDir ?? '/run/coppice', 'exec');
+  await mkdir(execDir, { recursive: true, mode: 0o700 });
   if (hardening) {
     for (const d of [opts.stateDir, join(opts.stateDir, 'sandboxes')]) chmodSync(d, statSync(d).mode & 0o7777 | 0o111);
   }
@@ -125,6 +134,11 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
 
   const busy = new Set<string>(); // ids with a create in flight or live in this process
   const names = (id: string) => sandboxNames(opts.stateDir, id);
+  // Objects no container can own any more (a crash mid-create or mid-destroy): netns, veths, cgroups,
+  // loop devices, nft elements of ids without a container or dir; sandbox dirs are reconcile's.
+  const startSweep = await sweepHost({ stateDir: opts.stateDir, runc, firewall, skip: () => false, includeOwned: false });
+  if (startSweep.swept.length > 0) log.warn({ ...startSweep }, 'leftovers of earlier runs removed');
+  sweepExecFiles(execDir);
   // Ranges of live containers (a restart): reserved before any create can hand them out again.
   const mine = join(opts.stateDir, 'sandboxes') + '/';
   for (const c of await runc.list().catch(() => [])) {
@@ -248,6 +262,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
         throw badRequest('limits.diskMiB', `must be a whole number of MiB between 16 and ${maxDiskMiB}`);
       }
       if (busy.has(spec.id)) throw conflict(`sandbox ${spec.id} already exists`);
+      assertStateSpace(opts.stateDir);
       if (spec.fromSnapshot) {
         const snap = await readSnapshot(opts.stateDir, spec.fromSnapshot.snapshotID);
         if (!snap) throw notFound(`snapshot "${spec.fromSnapshot.snapshotID}"`);
@@ -298,6 +313,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
           throw backendFailed(`create ${spec.id} aborted at step "${step}"${rollbackNote}`, signal.reason);
         }
         const text = `create ${spec.id} failed at step "${step}": ${message(err)}${rollbackNote}`;
+        if (isNoSpace(err)) throw insufficientStorage(`${text} (the gateway's state disk is full)`, err);
         if (err instanceof CoppiceError) throw new CoppiceError(err.code, text, { field: err.field, cause: err });
         throw backendFailed(text, err);
       }
@@ -323,11 +339,10 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       const userName = spec.user ?? (users.has(templatePath, 'user') ? 'user' : 'root');
       const user = users.resolve(templatePath, userName);
       const proc = buildExecProcess({ argv: spec.argv, env: spec.env, cwd: spec.cwd, user, rlimits, noNewPrivileges: hardening && user.uid === 0 });
+      if (!existsSync(n.dir)) throw notFound(`sandbox ${handle.id}`);
       try {
-        return startExec({ runc: runc.bin, container: n.container, dir: n.dir, process: proc });
+        return startExec({ runc: runc.bin, container: n.container, dir: execDir, process: proc });
       } catch (e) {
-        // startExec writes process.json into the sandbox dir first: ENOENT means the sandbox is gone.
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(`sandbox ${handle.id}`);
         throw backendFailed(`exec in ${handle.id}: ${message(e)}`, e);
       }
     },
@@ -369,6 +384,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
           createdAt: new Date().toISOString(),
         });
       } catch (e) {
+        if (isNoSpace(e)) throw insufficientStorage(`snapshot of ${handle.id}: the gateway's state disk is full: ${message(e)}`, e);
         throw backendFailed(`snapshot of ${handle.id}: ${message(e)}`, e);
       } finally {
         if (frozeIt) await thaw(freezer).catch((e) => log.warn({ id: handle.id, err: message(e) }, 'thaw after snapshot failed'));
@@ -427,6 +443,13 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
         if (!known.has(id) && ID_RE.test(id)) live.push({ id, state: 'unknown' });
       }
       return live;
+    },
+
+    async sweep() {
+      const r = await sweepHost({ stateDir: opts.stateDir, runc, firewall, skip: (id) => busy.has(id), includeOwned: true });
+      for (const id of r.swept) ranges.release(id);
+      sweepExecFiles(execDir);
+      return r;
     },
 
     defaultUser(template: Template): string {

@@ -6,7 +6,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { listElements } from './firewall.ts';
 import { cgroupDirs, sandboxNames } from './names.ts';
+import { loopDevicesUnder } from './quota.ts';
 import { Runc } from './runc.ts';
+import { deadExecFiles, scanHost } from './sweep.ts';
 
 export interface LeftoverOptions {
   /** The backend's stateDir; without it sandbox directories are not checked. */
@@ -41,6 +43,7 @@ export async function findLeftovers(ids: string[], opts: LeftoverOptions = {}): 
       if (existsSync(join('/sys/class/net', dev))) found.push(`veth ${dev}`);
     }
     if (opts.stateDir !== undefined && existsSync(n.dir)) found.push(`dir ${n.dir}`);
+    if (opts.stateDir !== undefined) found.push(...(await loopDevicesUnder(n.dir)));
     for (const e of elements) {
       if (e.veth === n.vethHost) found.push(`nft element inet coppice ${e.set} ${e.veth} . ${e.ip}`);
     }
@@ -48,5 +51,18 @@ export async function findLeftovers(ids: string[], opts: LeftoverOptions = {}): 
       if (existsSync(dir)) found.push(`cgroup ${dir}`);
     }
   }
+  return found;
+}
+
+/**
+ * Leak check by name, not by id list: every host object named like a sandbox of this state dir
+ * (or of no gateway: a netns, veth, cgroup or nft element without any container), plus exec files
+ * of gateway processes that are gone. Exact zero after a drain.
+ */
+export async function findLeftoversByName(opts: LeftoverOptions & { stateDir: string; runtimeDir?: string }): Promise<string[]> {
+  const scan = await scanHost(opts.stateDir, new Runc(opts.runc));
+  const ids = [...scan.named].filter((id) => !scan.foreign.has(id));
+  const found = await findLeftovers(ids, opts);
+  for (const f of deadExecFiles(join(opts.runtimeDir ?? '/run/coppice', 'exec'))) found.push(`exec file ${f}`);
   return found;
 }

@@ -5,6 +5,7 @@
 // quotas: no host-wide image to size and recover, inodes are per sandbox too, cleanup is
 // "unmount + delete a file", and mkfs of a 2 GiB image with lazy init costs ~10 ms here.
 // ext4 metadata takes ~2-3% of the image, so slightly less than diskMiB is usable.
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import { run } from './run.ts';
 
@@ -21,13 +22,43 @@ export async function makeDisk(image: string, mountPoint: string, diskMiB: numbe
   await run('mount', ['-t', 'ext4', '-o', 'loop,nosuid,nodev,noatime', image, mountPoint], { signal });
 }
 
+export interface LoopDevice {
+  device: string;
+  /** The image path, even after it was deleted (losetup then appends " (deleted)"). */
+  backingFile: string;
+}
+
+/**
+ * Every loop device with a backing file at or under `dir` (an image whose mount is gone keeps one).
+ * Read from sysfs, not `losetup -l`: destroy calls this, and a spawn would cost it milliseconds.
+ */
+export async function loopsUnder(dir: string): Promise<LoopDevice[]> {
+  const found: LoopDevice[] = [];
+  let devs: string[];
+  try {
+    devs = readdirSync('/sys/block').filter((d) => /^loop\d+$/.test(d));
+  } catch {
+    return [];
+  }
+  for (const d of devs) {
+    let file: string;
+    try {
+      file = readFileSync(`/sys/block/${d}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
+    } catch {
+      continue; // not attached
+    }
+    if (file === dir || file.startsWith(dir + '/')) found.push({ device: `/dev/${d}`, backingFile: file });
+  }
+  return found;
+}
+
 /** Loop devices whose backing file is under `dir` (leak checks). */
 export async function loopDevicesUnder(dir: string): Promise<string[]> {
-  const r = await run('losetup', ['-n', '-O', 'NAME,BACK-FILE', '-l']).catch(() => null);
-  if (!r) return [];
-  return r.stdout
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length >= 2 && (f[1] === dir || f[1]!.startsWith(dir + '/')))
-    .map((f) => `loop ${f[0]} (${f[1]})`);
+  return (await loopsUnder(dir)).map((l) => `loop ${l.device} (${l.backingFile})`);
+}
+
+/** Detach the loop devices of images under `dir` (after their mounts are gone); returns what is left. */
+export async function detachLoopsUnder(dir: string): Promise<string[]> {
+  for (const l of await loopsUnder(dir)) await run('losetup', ['-d', l.device]).catch(() => undefined);
+  return loopDevicesUnder(dir);
 }

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { thaw } from './freezer.ts';
 import { cgroupDirs, freezerStatePath, type SandboxNames } from './names.ts';
 import { teardownNetwork } from './network.ts';
+import { detachLoopsUnder } from './quota.ts';
 import { unmountRootfs } from './rootfs.ts';
 import { INIT_PID_FILE, type Runc } from './runc.ts';
 
@@ -72,6 +73,9 @@ export async function removeSandboxDir(n: SandboxNames): Promise<string[]> {
   const mounts = await unmountRootfs(n);
   // Never recurse into a still-mounted rootfs: that would walk into the template through the overlay.
   if (mounts.length > 0) return mounts;
+  // A disk image attached but never mounted (a create killed between the two) keeps a loop device.
+  const loops = await detachLoopsUnder(n.dir);
+  if (loops.length > 0) return loops;
   try {
     await rm(n.dir, { recursive: true, force: true });
     return [];
