@@ -107,9 +107,10 @@ export async function execCommand(argv: string[], io: ExecIo = defaultIo()): Pro
     announced = true;
     emit({ type: attach === undefined ? 'started' : 'attached', processID: stream.processID });
   };
-  const sink = (out: NodeJS.WritableStream, name: 'stdout' | 'stderr') => (data: Buffer) => {
+  const sink = (out: NodeJS.WritableStream, name: 'stdout' | 'stderr') => (data: Uint8Array) => {
     announce();
-    const ok = json ? io.stdout.write(JSON.stringify({ type: name, data: data.toString('base64') }) + '\n') : out.write(data);
+    const b64 = () => Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
+    const ok = json ? io.stdout.write(JSON.stringify({ type: name, data: b64() }) + '\n') : out.write(data);
     if (!ok) {
       stream.pause();
       (json ? io.stdout : out).once('drain', () => stream.resume());

@@ -15,14 +15,16 @@ import { CoppiceApiError, ConnectionError, errorFromBody } from './errors.ts';
 
 export type { ExitInfo };
 
+// Output bytes are typed Uint8Array so the package's types need no @types/node; on Node they are
+// Buffers (a Uint8Array subclass): `Buffer.from(data.buffer, data.byteOffset, data.length)` is free.
 export interface OutputChunk {
   stream: 'stdout' | 'stderr';
-  data: Buffer;
+  data: Uint8Array;
 }
 
 export interface StreamCallbacks {
-  onStdout?: (data: Buffer) => void;
-  onStderr?: (data: Buffer) => void;
+  onStdout?: (data: Uint8Array) => void;
+  onStderr?: (data: Uint8Array) => void;
   /** Bytes the gateway no longer had (re-attach after its replay buffer moved on). */
   onDropped?: (bytes: number, at: number) => void;
   /** The gateway rejected a control message (stdin after close, unknown signal, ...). */

@@ -1,4 +1,4 @@
-// coppice SDK: `import { Sandbox, CoppiceClient } from 'coppice/sdk'`.
+// coppice SDK (npm package @coppice/sdk, packages/sdk): `import { Sandbox, CoppiceClient } from '@coppice/sdk'`.
 //
 //   const sb = await Sandbox.create('base', { url, apiKey });  // or COPPICE_URL / COPPICE_API_KEY
 //   const r = await sb.exec('echo hi');                        // buffered (REST)
