@@ -89,7 +89,7 @@ export async function execCommand(argv: string[], io: ExecIo = defaultIo()): Pro
 
   let sandbox: Sandbox;
   try {
-    sandbox = await Sandbox.connect(positionals[0]!, {
+    sandbox = await Sandbox.get(positionals[0]!, {
       url: values.url ?? io.env.COPPICE_URL,
       apiKey: values.key ?? io.env.COPPICE_API_KEY,
     });

@@ -92,7 +92,7 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         }
         const template = positionals[0];
         const opts = {
-          timeout: numberFlag('timeout', values.timeout, { integer: true, min: 1 }),
+          timeoutMs: secondsFlag('timeout', values.timeout),
           envVars: keyValues('env', values.env as string[] | undefined),
           metadata: keyValues('meta', values.meta as string[] | undefined),
           limits: limitsFrom(values),
@@ -128,7 +128,7 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         return;
       }
       case 'info': {
-        const sb = await Sandbox.connect(one(), conn());
+        const sb = await Sandbox.get(one(), conn());
         const procs = await sb.processes();
         if (cmd.json) return cmd.emitJson({ ...sb.info, commands: procs });
         printInfo(cmd, sb.info);
@@ -150,7 +150,7 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         for (const id of positionals) {
           try {
             // DELETE directly (not Sandbox.kill, which forgives 404): a missing id is worth saying.
-            const sb = await Sandbox.connect(id, conn());
+            const sb = await Sandbox.get(id, conn());
             await sb.kill();
             removed.push(id);
             if (!cmd.json) cmd.out(id);
@@ -165,7 +165,7 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
       case 'pause':
       case 'resume': {
         const id = one();
-        const sb = await Sandbox.connect(id, conn());
+        const sb = await Sandbox.get(id, conn());
         await (sub === 'pause' ? sb.pause() : sb.resume());
         if (cmd.json) return cmd.emitJson(await sb.getInfo());
         cmd.out(id);
@@ -173,7 +173,7 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         return;
       }
       case 'snapshot': {
-        const sb = await Sandbox.connect(one(), conn());
+        const sb = await Sandbox.get(one(), conn());
         const done = cmd.progress(`snapshotting ${sb.sandboxID}…`);
         const snap = await sb.snapshot().finally(done);
         if (cmd.json) return cmd.emitJson(snap);
@@ -182,11 +182,11 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         return;
       }
       case 'fork': {
-        const sb = await Sandbox.connect(one(), conn());
-        const timeout = numberFlag('timeout', values.timeout, { integer: true, min: 1 });
+        const sb = await Sandbox.get(one(), conn());
+        const timeoutMs = secondsFlag('timeout', values.timeout);
         const metadata = keyValues('meta', values.meta as string[] | undefined);
         const done = cmd.progress(`forking ${sb.sandboxID}…`);
-        const fork = await sb.fork({ ...(timeout ? { timeout } : {}), ...(metadata ? { metadata } : {}) }).finally(done);
+        const fork = await sb.fork({ ...(timeoutMs ? { timeoutMs } : {}), ...(metadata ? { metadata } : {}) }).finally(done);
         if (cmd.json) return cmd.emitJson(fork.info);
         cmd.out(fork.sandboxID);
         cmd.note(`forked ${sb.sandboxID} -> ${fork.sandboxID}${fork.info.ip ? ` (${fork.info.ip})` : ''}`);
@@ -196,6 +196,12 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         throw new UsageError(`unknown command "${first}" (try: create, ls, info, rm, pause, resume, exec, snapshot, fork)`);
     }
   });
+}
+
+/** The CLI's lifetimes are whole seconds (`--timeout 600`); the SDK's are ms. */
+function secondsFlag(flag: string, v: unknown, min = 1): number | undefined {
+  const s = numberFlag(flag, v, { integer: true, min });
+  return s === undefined ? undefined : s * 1000;
 }
 
 function limitsFrom(values: Record<string, unknown>) {

@@ -26,23 +26,38 @@ export function resolveConn(opts: ClientOptions = {}): Conn {
   return { url, apiKey, timeoutMs: opts.requestTimeoutMs ?? 120_000 };
 }
 
-/** The raw request (typed ConnectionError when there is no answer); the caller reads the Response. */
-export async function send(conn: Conn, method: string, path: string, body: unknown, accept?: string, timeoutMs = conn.timeoutMs): Promise<Response> {
+/** A JSON request (typed ConnectionError when there is no answer); the caller reads the Response. */
+export function send(conn: Conn, method: string, path: string, body: unknown, accept?: string, timeoutMs = conn.timeoutMs): Promise<Response> {
+  return request(conn, method, path, {
+    headers: {
+      authorization: `Bearer ${conn.apiKey}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(accept ? { accept } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    timeoutMs,
+  });
+}
+
+/** Any request: the caller's headers and body as they are. */
+export async function request(
+  conn: Conn,
+  method: string,
+  path: string,
+  init: { headers: Record<string, string>; body?: string | Uint8Array; timeoutMs?: number },
+): Promise<Response> {
+  const timeoutMs = init.timeoutMs ?? conn.timeoutMs;
   try {
     return await fetch(conn.url + path, {
       method,
-      headers: {
-        authorization: `Bearer ${conn.apiKey}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...(accept ? { accept } : {}),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(timeoutMs),
+      headers: init.headers,
+      body: init.body as RequestInit['body'],
+      signal: timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined,
     });
   } catch (err) {
     const e = err as Error & { cause?: { code?: string; message?: string } };
     const why = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.cause?.message ?? e.message);
-    throw new ConnectionError(`${method} ${conn.url}${path}: ${why}`, { cause: err });
+    throw new ConnectionError(`${method} ${conn.url}${path.replace(/\?.*/, '')}: ${why}`, { cause: err });
   }
 }
 

@@ -20,14 +20,14 @@ const TSC = join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
 /** What a user writes: ESM, plain node, the E2B-like calls. Prints one JSON line of results. */
 const APP = `
 import { Sandbox, CoppiceApiError } from '@coppice/sdk';
-const sb = await Sandbox.create('base', { timeout: 120 });
+const sb = await Sandbox.create('base', { timeoutMs: 120_000 });
 try {
-  const r = await sb.exec('echo hello from $(uname -s)');
-  await sb.exec('cat > /tmp/note.txt', { stdin: 'written by the sdk' });
-  const back = await sb.exec('cat /tmp/note.txt');
+  const r = await sb.commands.run('echo hello from $(uname -s)');
+  await sb.files.write('/tmp/note.txt', 'written by the sdk');
+  const file = await sb.files.read('/tmp/note.txt');
   let missing = null;
-  try { await Sandbox.connect('sbx-does-not-exist'); } catch (e) { missing = { isApi: e instanceof CoppiceApiError, code: e.code }; }
-  console.log(JSON.stringify({ id: sb.sandboxID, stdout: r.stdout, exitCode: r.exitCode, file: back.stdout, missing }));
+  try { await Sandbox.get('sbx-does-not-exist'); } catch (e) { missing = { isApi: e instanceof CoppiceApiError, code: e.code }; }
+  console.log(JSON.stringify({ id: sb.sandboxID, stdout: r.stdout, exitCode: r.exitCode, file, missing }));
 } finally {
   await sb.kill();
 }
@@ -35,16 +35,24 @@ try {
 
 /** The types a user leans on, checked under --strict and the stricter defaults of `tsc --init`. */
 const TYPED = `
-import { Sandbox, CoppiceApiError, type ExecResult, type SandboxInfo } from '@coppice/sdk';
+import { Sandbox, CoppiceError, CoppiceApiError, type CommandResult, type EntryInfo, type ExecResult, type SandboxInfo } from '@coppice/sdk';
 export async function demo(): Promise<string> {
-  const sb = await Sandbox.create('base', { url: 'http://127.0.0.1:3000', apiKey: 'k', timeout: 60 });
+  const sb = await Sandbox.create('base', { url: 'http://127.0.0.1:3000', apiKey: 'k', timeoutMs: 60_000 });
   const r: ExecResult = await sb.exec(['echo', 'hi']);
+  const c: CommandResult = await sb.commands.run('ls', { onStdout: (s: string) => console.log(s.length) });
+  const bytes: Uint8Array = await sb.files.read('/x', { format: 'bytes' });
+  const text: string = await sb.files.read('/x');
+  const entries: EntryInfo[] = await sb.files.list('/');
+  const bg = await sb.commands.run('sleep 1', { background: true });
+  await bg.exited;
+  console.log(c.exitCode, bytes.byteLength, text, entries[0]?.modifiedTime.getTime());
   const info: SandboxInfo = await sb.getInfo();
   for await (const chunk of sb.execStream('ls')) if (chunk.stream === 'stdout') console.log(chunk.data.byteLength);
   try {
     await sb.kill();
   } catch (e) {
-    if (e instanceof CoppiceApiError) return e.code;
+    if (e instanceof CoppiceApiError) return e.code + String(e.status);
+    if (e instanceof CoppiceError) return e.code;
   }
   return r.stdout + info.state;
 }
@@ -92,6 +100,10 @@ describe('@coppice/sdk from a packed tarball', { skip: root ? false : 'needs roo
       for (const s of specifiers.filter((x) => !x.startsWith('.'))) assert.ok(s === 'ws' || s.startsWith('node:'), `${f} imports ${s}`);
       seen.push(...specifiers);
     }
+    // The repository's own `coppice/sdk` entry (lib/sdk.mjs) offers the same names.
+    const inRepo = Object.keys(await import(join(REPO, 'lib', 'sdk.mjs'))).sort();
+    const packaged = Object.keys(await import(join(dir, 'node_modules', '@coppice', 'sdk', 'dist', 'sdk', 'index.js'))).sort();
+    assert.deepEqual(inRepo, packaged);
     // The scan did find the imports (the WebSocket client and the protocol files).
     assert.ok(seen.includes('ws') && seen.includes('../protocol/exec-ws.js'), `imports seen: ${seen.join(', ')}`);
   });
