@@ -67,7 +67,9 @@ async function failure(res: Response): Promise<never> {
   try {
     parsed = text ? JSON.parse(text) : undefined;
   } catch {
-    parsed = { message: text || `HTTP ${res.status}` };
+    // Not the gateway's JSON (a proxy's page, another server at that URL): say so, not the page.
+    const type = (res.headers.get('content-type') ?? 'no content type').split(';')[0];
+    parsed = { message: `HTTP ${res.status} ${res.statusText || ''}`.trim() + ` (${type}, not a coppice gateway's answer)` };
   }
   throw errorFromBody(res.status, parsed);
 }
