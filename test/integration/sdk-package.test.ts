@@ -92,7 +92,10 @@ describe('@coppice/sdk from a packed tarball', { skip: root ? false : 'needs roo
     for (const f of files.filter((x) => /\.(js|d\.ts)$/.test(x))) {
       const text = readFileSync(f, 'utf8');
       // Every relative import stays inside the package and names a file that is there.
-      const specifiers = [...text.matchAll(/^\s*(?:import|export)\b[^'";]*?from\s+'([^']+)'/gm)].map((m) => m[1]!);
+      const specifiers = [
+        ...[...text.matchAll(/^\s*(?:import|export)\b[^'";]*?from\s+'([^']+)'/gm)].map((m) => m[1]!),
+        ...[...text.matchAll(/\brequire\("([^"]+)"\)/g)].map((m) => m[1]!),
+      ];
       for (const s of specifiers.filter((x) => x.startsWith('.'))) {
         assert.ok(!s.endsWith('.ts'), `${f} imports ${s}`);
         assert.ok(files.includes(join(f, '..', s.replace(/\.js$/, f.endsWith('.d.ts') ? '.d.ts' : '.js'))), `${f} imports ${s}, not in the package`);
@@ -106,6 +109,7 @@ describe('@coppice/sdk from a packed tarball', { skip: root ? false : 'needs roo
     assert.deepEqual(inRepo, packaged);
     // The scan did find the imports (the WebSocket client and the protocol files).
     assert.ok(seen.includes('ws') && seen.includes('../protocol/exec-ws.js'), `imports seen: ${seen.join(', ')}`);
+    assert.ok(files.some((f) => f.endsWith(join('dist', 'cjs', 'sdk', 'index.js'))), 'no CommonJS build');
   });
 
   it('plain `node app.mjs`: create, run a command, write and read a file, a typed error, kill', async () => {
@@ -120,9 +124,29 @@ describe('@coppice/sdk from a packed tarball', { skip: root ? false : 'needs roo
     assert.equal((await gw.api('GET', `/sandboxes/${r.id}`)).status, 404);
   });
 
+  it('require() works too (CommonJS build): same names, and it talks to the gateway', async () => {
+    writeFileSync(
+      join(dir, 'app.cjs'),
+      `const sdk = require('@coppice/sdk');
+       sdk.Sandbox.get('zzzzzzzzzz').then(() => process.exit(1), (e) => {
+         console.log(JSON.stringify({ names: Object.keys(sdk).sort(), notFound: e instanceof sdk.NotFoundError, code: e.code }));
+       });`,
+    );
+    const { stdout } = await run(process.execPath, ['app.cjs'], { cwd: dir, env: { ...process.env, COPPICE_URL: gw.url, COPPICE_API_KEY: gw.key } });
+    const r = JSON.parse(stdout);
+    const esm = Object.keys(await import(join(dir, 'node_modules', '@coppice', 'sdk', 'dist', 'sdk', 'index.js'))).sort();
+    assert.deepEqual(r.names.filter((n: string) => n !== '__esModule'), esm);
+    assert.deepEqual([r.notFound, r.code], [true, 'not_found']);
+  });
+
   it('tsc --strict --noEmit with the tsconfig of `tsc --init` (no @types, no special options)', async () => {
     await run(process.execPath, [TSC, '--init'], { cwd: dir });
     writeFileSync(join(dir, 'typed.ts'), TYPED);
+    // A CommonJS TypeScript file gets the CommonJS types (require condition).
+    writeFileSync(
+      join(dir, 'typed-cjs.cts'),
+      `import sdk = require('@coppice/sdk');\nasync function f(): Promise<number | null> {\n  const sb = await sdk.Sandbox.create('base', { timeoutMs: 1000 });\n  return (await sb.commands.run('true')).exitCode;\n}\nexport = f;\n`,
+    );
     const check = (args: string[]) =>
       run(process.execPath, [TSC, '--strict', '--noEmit', '-p', '.', ...args], { cwd: dir }).catch((e: { stdout: string; stderr: string }) => {
         assert.fail(`tsc ${args.join(' ')} failed:\n${e.stdout}${e.stderr}`);
