@@ -1,4 +1,4 @@
-// `coppice pool ls|warm|drain`: warm pools (bhyve templates). `warm` shows the gateway's progress
+// `coppice pool ls|warm|drain`: warm pools (bhyve and jail templates). `warm` shows the gateway's progress
 // lines as they arrive (the NDJSON stream of POST /pool/:name/warm).
 import { defaultIo, enter, numberFlag, relative, run, UsageError, type Io } from './common.ts';
 import type { GroupSpec } from './help.ts';

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { FLAGS } from '../../src/config.ts';
+import { Cmd } from '../../src/cli/common.ts';
 import { EXEC_FLAGS } from '../../src/cli/exec.ts';
 import { GLOBAL_FLAGS } from '../../src/cli/help.ts';
 import { hoistGlobals } from '../../src/cli/main.ts';
@@ -152,6 +153,20 @@ describe('colours', { skip: hasScript ? false : 'needs script(1) for a pty' }, (
       return (err as { stdout: string }).stdout;
     }
   };
+
+  it('tables: a bold header and coloured states on a terminal, plain text otherwise', () => {
+    const make = (isTTY: boolean, env: NodeJS.ProcessEnv = {}) => {
+      const out = { isTTY, write: () => true } as unknown as NodeJS.WritableStream & { isTTY?: boolean };
+      return new Cmd('sbx ls', { stdout: out, stderr: out, env }, {});
+    };
+    const rows = [['a1', 'running'], ['b2', 'paused']];
+    const tty = make(true).table(['ID', 'STATE'], rows);
+    assert.match(tty, /^\x1b\[1mID\s+STATE\x1b\[0m\n/);
+    assert.match(tty, /a1 {2}\x1b\[32mrunning\x1b\[0m/);
+    assert.match(tty, /b2 {2}\x1b\[33mpaused\x1b\[0m/);
+    assert.doesNotMatch(make(true, { NO_COLOR: '1' }).table(['ID', 'STATE'], rows), /\x1b/);
+    assert.doesNotMatch(make(false).table(['ID', 'STATE'], rows), /\x1b/);
+  });
 
   it('on a terminal only, and never with NO_COLOR or --no-color', () => {
     const args = ['sbx', 'ls', '--bogus'];
