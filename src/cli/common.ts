@@ -111,7 +111,6 @@ export function connectionMessage(err: ConnectionError): string {
     : code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' ? 'connection timed out'
     : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' ? 'the connection was cut'
     : code === 'EHOSTUNREACH' || code === 'ENETUNREACH' ? 'no route to the host'
-    : /^bad port$/.test(inner?.message ?? '') ? 'fetch refuses this port (it is on the WHATWG blocked-port list: serve on another one)'
     : /SSL|TLS|CERT|EPROTO/i.test(code + (inner?.message ?? '')) ? 'TLS failed (an http:// gateway at an https:// URL, or a certificate problem)'
     : null;
   return why ? `cannot connect to ${target}: ${why}` : oneLine(err.message);
@@ -212,7 +211,7 @@ export class Cmd {
     }
     let hint = '';
     if (code === EXIT.AUTH && !message.includes('COPPICE_API_KEY')) hint = ' (check --key or COPPICE_API_KEY)';
-    if (code === EXIT.UNREACHABLE && !message.includes('blocked-port')) hint = ' (is the gateway running? check --url or COPPICE_URL)';
+    if (code === EXIT.UNREACHABLE) hint = ' (is the gateway running? check --url or COPPICE_URL)';
     this.io.stderr.write(`${this.paintErr('31', `coppice ${this.name}:`)} ${message}${hint}\n`);
     return code;
   }
