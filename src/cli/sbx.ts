@@ -1,6 +1,6 @@
 // `coppice sbx ...`: sandboxes. Every subcommand is one SDK call (src/sdk), printed as a table or
 // a line for people, or as JSON with --json.
-import { Sandbox, type SandboxInfo } from '../sdk/index.ts';
+import { Sandbox, type ExecStream, type SandboxInfo } from '../sdk/index.ts';
 import { Cmd, defaultIo, enter, EXIT, keyValues, numberFlag, relative, run, UsageError, type Io } from './common.ts';
 import type { GroupSpec } from './help.ts';
 
@@ -47,6 +47,12 @@ export const SBX: GroupSpec = {
       flags: { timeout: TIMEOUT_FLAG },
     },
     { name: 'timeout', args: '<id> <seconds>', help: 'end it <seconds> from now (may shorten; 0 ends it now)' },
+    {
+      name: 'logs',
+      args: '<id> [processID]',
+      help: 'a command\'s output as the gateway keeps it (default: the latest command); -f follows it to its exit',
+      flags: { follow: { type: 'boolean', short: 'f', help: 'keep printing until the command exits' } },
+    },
     { name: 'exec', args: '<id> [flags] -- <cmd> [args...]', help: 'run a command, streaming (= coppice exec: see coppice exec --help)' },
     { name: 'snapshot', args: '<id>', help: 'its files as of now; prints the snapshot id (exit 5 on bhyve)' },
     { name: 'fork', args: '<id>', help: 'a new independent sandbox with its files as of now; prints the new id', flags: { timeout: TIMEOUT_FLAG, meta: META_FLAG } },
@@ -184,6 +190,17 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         cmd.note(`connected to ${id}: ${sb.info.state}, ends ${relative(sb.info.endAt)}`);
         return;
       }
+      case 'logs': {
+        if (positionals.length < 1 || positionals.length > 2) throw new UsageError('usage: coppice sbx logs <id> [processID]');
+        const sb = await Sandbox.get(positionals[0]!, conn());
+        let pid = positionals[1];
+        if (!pid) {
+          const procs = (await sb.processes()).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+          if (!procs.length) return cmd.note(`no commands in ${sb.sandboxID}`);
+          pid = procs.at(-1)!.processID;
+        }
+        return logs(cmd, sb, pid, values.follow === true);
+      }
       case 'timeout': {
         if (positionals.length !== 2) throw new UsageError('usage: coppice sbx timeout <id> <seconds>');
         const [id, secs] = positionals as [string, string];
@@ -199,6 +216,33 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         throw new UsageError(`unknown command "${sub}"`);
     }
   });
+}
+
+/** Replay a command's kept output (both streams, raw), then stop, or with `follow` go on to its exit. */
+async function logs(cmd: Cmd, sb: Sandbox, processID: string, follow: boolean): Promise<number> {
+  let stream: ExecStream | undefined;
+  let target = Infinity;
+  const caughtUp = () => {
+    if (!follow && stream && stream.offset >= target) stream.detach();
+  };
+  const write = (out: NodeJS.WritableStream) => (d: Uint8Array) => {
+    out.write(d);
+    caughtUp();
+  };
+  stream = sb.attach(processID, {
+    onStdout: write(cmd.io.stdout),
+    onStderr: write(cmd.io.stderr),
+    onDropped: (bytes, at) => cmd.note(`(${bytes} bytes of output at offset ${at} are no longer kept)`),
+  });
+  await stream.ready;
+  if (stream.attached?.running) target = stream.attached.outputBytes;
+  caughtUp();
+  try {
+    await stream.exited;
+  } catch (err) {
+    if ((err as Error).message !== 'detached') throw err;
+  }
+  return EXIT.OK;
 }
 
 /** The CLI's lifetimes are whole seconds (`--timeout 600`); the SDK's are ms. */

@@ -44,6 +44,8 @@ export class ExecStream implements AsyncIterable<OutputChunk> {
   processID: string | undefined;
   /** Output bytes received so far: pass it as `from` to re-attach without duplicates. */
   offset = 0;
+  /** On attach: whether the command was still running, and the output it had produced by then. */
+  attached: { running: boolean; outputBytes: number } | undefined;
   /** Resolves with the processID once the command is started (or attached). */
   readonly ready: Promise<string>;
   /** Resolves with the exit; rejects with a typed error if refused, or ConnectionError if cut off. */
@@ -197,6 +199,7 @@ export class ExecStream implements AsyncIterable<OutputChunk> {
       case 'attached':
         this.processID = msg.processID;
         this.offset = msg.from;
+        this.attached = { running: msg.running, outputBytes: msg.outputBytes };
         if (msg.dropped > 0) this.cb.onDropped?.(msg.dropped, msg.from - msg.dropped);
         this.resolveReady(msg.processID);
         break;

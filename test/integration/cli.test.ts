@@ -13,6 +13,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Sandbox } from '../../src/sdk/index.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 const root = process.getuid?.() === 0;
@@ -274,6 +275,32 @@ describe('coppice CLI (real binary, real gateway)', { skip, timeout: 300_000 }, 
     await expect(3, ['sbx', 'connect', 'zzzzzzzzzz']);
     // timeout 0 ends it now.
     await expect(0, ['sbx', 'timeout', id, '0']);
+    sandboxes.delete(id);
+  });
+
+  it('sbx logs: the latest command\'s output, or a running one\'s so far (then -f to its exit)', async () => {
+    const id = (await expect(0, ['sbx', 'create', 'busybox'])).stdout.trim();
+    sandboxes.add(id);
+    await expect(0, ['sbx', 'exec', id, '--', 'sh', '-c', 'echo one; echo two >&2']);
+    const last = await expect(0, ['sbx', 'logs', id]);
+    assert.deepEqual([last.stdout, last.stderr], ['one\n', 'two\n']);
+
+    const sb = await Sandbox.get(id, { url: gw.url, apiKey: gw.key });
+    const bg = sb.execStream('echo first; read x; echo "then $x"', { stdin: true });
+    let seen = '';
+    for await (const c of bg) {
+      seen += Buffer.from(c.data).toString();
+      if (seen.includes('first\n')) break;
+    }
+    const pid = bg.processID!;
+    // Without -f: what there is so far, and back while the command still runs.
+    assert.equal((await expect(0, ['sbx', 'logs', id, pid])).stdout, 'first\n');
+    const follow = cli(['sbx', 'logs', id, pid, '-f']);
+    bg.write('go\n');
+    const f = await follow;
+    assert.deepEqual([f.code, f.stdout], [0, 'first\nthen go\n']);
+    await expect(3, ['sbx', 'logs', id, 'no-such-process']);
+    await expect(0, ['sbx', 'rm', id]);
     sandboxes.delete(id);
   });
 
