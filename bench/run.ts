@@ -29,6 +29,7 @@ const GRACE_S = 30;
 
 // Run order: cheap and self-contained first; bhyve (may build an image) and streaming late.
 const MODULES: ModuleSpec[] = [
+  { name: 'cli-startup', timeoutS: 60, what: 'coppice --version start-up (the compiled CLI)' },
   { name: 'noop-rest', timeoutS: 90, what: 'gateway overhead on the no-op backend (REST)' },
   { name: 'actors', timeoutS: 240, what: 'heap and spawn time of idle sandbox actors' },
   { name: 'exec-jail', timeoutS: 90, what: 'jail exec round trip vs runc exec' },
@@ -42,7 +43,7 @@ const MODULES: ModuleSpec[] = [
 ];
 
 // Display order of the table (rows of a module stay together).
-const DISPLAY = ['create', 'pool-jail', 'exec-jail', 'exec-bhyve', 'stream', 'concurrent', 'noop-rest', 'actors', 'pause'];
+const DISPLAY = ['create', 'pool-jail', 'exec-jail', 'exec-bhyve', 'stream', 'concurrent', 'noop-rest', 'actors', 'pause', 'cli-startup'];
 
 /** Shown when the pool-jail module did not run or produced nothing. */
 const POOL_ROW: Row = {

@@ -4,6 +4,9 @@ import { tsImport } from 'tsx/esm/api';
 const m = await tsImport('../src/sdk/index.ts', import.meta.url);
 export const {
   Sandbox,
+  Commands,
+  CommandExitError,
+  Files,
   CoppiceClient,
   DEFAULT_URL,
   resolveConn,
@@ -11,6 +14,7 @@ export const {
   AuthenticationError,
   BackendError,
   CoppiceApiError,
+  CoppiceError,
   ConflictError,
   ConnectionError,
   errorFromBody,
@@ -20,6 +24,7 @@ export const {
   MethodNotAllowedError,
   NotFoundError,
   PayloadTooLargeError,
+  PermissionDeniedError,
   RateLimitError,
   UnavailableError,
   UnsupportedError,

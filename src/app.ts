@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { totalmem } from 'node:os';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { Gateway } from './actors/gateway.ts';
 import { reconcile } from './actors/reconcile.ts';
 import { SandboxStore } from './actors/store.ts';
@@ -111,8 +111,29 @@ async function startupWarm(gateway: Gateway, config: Config, logger: Logger): Pr
   }
 }
 
+/**
+ * Fail before anything is set up (nft table, backends, actors) when the address cannot be had:
+ * bind it once and let go. The real listen below can still lose a race; it cleans up then.
+ */
+async function probeListen(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
+/** The listen address could not be had (in use, not ours, no permission): `err.code` says which. */
+export function isListenError(err: unknown): err is NodeJS.ErrnoException {
+  const e = err as NodeJS.ErrnoException;
+  return e?.syscall === 'listen' || e?.syscall === 'bind' || ['EADDRINUSE', 'EADDRNOTAVAIL', 'EACCES'].includes(e?.code ?? '');
+}
+
 export async function startApp(config: Config, deps: AppDeps): Promise<App> {
   const { logger } = deps;
+  const { host, port } = splitListen(config.listen);
+  await probeListen(host, port);
   mkdirSync(config.stateDir, { recursive: true });
   // The bhyve backend exists only when the operator opts in (the seed's Option<Arc<dyn Backend>>).
   let gatewayRef: Gateway | undefined;
@@ -161,11 +182,18 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
   // Sandbox ports first: a request naming a port (host or E2b-Sandbox-Port) is never envd's.
   const ports = createPorts(gateway, { domain: config.domain, envd: e2b, keyOk: createKeyCheck([deps.apiKey]) });
   const edge = createEdge(gateway, { apiKeys: [deps.apiKey], metricsKeys: metricsKey ? [metricsKey] : [], bodyLimit: config.bodyLimit, mounts: [ports, e2b] });
-  const { host, port } = splitListen(config.listen);
-  await new Promise<void>((resolve, reject) => {
-    edge.server.once('error', reject);
-    edge.server.listen(port, host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      edge.server.once('error', reject);
+      edge.server.listen(port, host, () => resolve());
+    });
+  } catch (err) {
+    // Lost the address after the probe: undo what was set up (actors, backends, the nft table).
+    gateway.sigint();
+    await gateway.stopped;
+    for (const b of Object.values(backends)) await b?.close().catch(() => undefined);
+    throw err;
+  }
   const addr = edge.server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
 

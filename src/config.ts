@@ -77,7 +77,7 @@ export const configSchema = z
 
 export type Config = z.infer<typeof configSchema>;
 
-const FLAGS = {
+export const FLAGS = {
   listen: 'listen',
   'templates-root': 'templatesRoot',
   'bhyve-templates-root': 'bhyveTemplatesRoot',

@@ -2,6 +2,9 @@
 // JSON for scripts) and exit codes that mean something.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CoppiceApiError, CoppiceClient, ConnectionError } from '../sdk/index.ts';
+import { EXIT_HELP, findSub, GLOBAL_HELP, groupUsage, parseOptions, subUsage, type GroupSpec, type SubSpec } from './help.ts';
+
+export { EXIT_HELP, GLOBAL_HELP };
 
 /**
  * Exit codes of the client commands (tpl, sbx, pool, snap). `coppice exec` / `coppice sbx exec`
@@ -27,7 +30,7 @@ export const EXIT = {
   TIMEOUT: 8,
   /** 502: the backend failed (runc, pool-ctl, ssh) */
   BACKEND: 9,
-  /** no answer at all: gateway not running at that URL, network error */
+  /** cannot connect: nothing answers at that URL (not running, wrong port, network, TLS) */
   UNREACHABLE: 10,
 } as const;
 
@@ -65,26 +68,6 @@ export interface Io {
 
 export const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, env: process.env });
 
-export const GLOBAL_OPTIONS = {
-  url: { type: 'string' },
-  key: { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const satisfies ParseArgsConfig['options'];
-
-export const GLOBAL_HELP = `global flags:
-  --url URL     gateway URL (default: $COPPICE_URL, else http://127.0.0.1:3000)
-  --key KEY     API key (default: $COPPICE_API_KEY)
-  --json        machine-readable output (errors too: {"code","error","message"} on stdout)
-  -h, --help    this help
-`;
-
-export const EXIT_HELP = `exit codes:
-  0 ok   1 generic/internal   2 usage or invalid argument (400)   3 not found (404)
-  4 conflict/wrong state (409)   5 unsupported on this backend (501)   6 unavailable: starting/draining (503)
-  7 auth: missing or wrong key (401)   8 timeout (504)   9 backend failed (502)   10 gateway unreachable
-`;
-
 export class UsageError extends Error {}
 
 export type Values = Record<string, string | boolean | string[] | undefined>;
@@ -92,16 +75,76 @@ export type Values = Record<string, string | boolean | string[] | undefined>;
 /** Parse flags for one command (its own plus the global ones); UsageError on anything unknown. */
 export function parse(argv: string[], options: ParseArgsConfig['options'] = {}): { values: Values; positionals: string[] } {
   try {
-    const r = parseArgs({ args: argv, options: { ...GLOBAL_OPTIONS, ...options }, allowPositionals: true, strict: true });
+    const r = parseArgs({ args: argv, options: { ...parseOptions(), ...options }, allowPositionals: true, strict: true });
     return { values: r.values as Values, positionals: r.positionals };
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(argsMessage(err));
   }
 }
+
+/** parseArgs' messages in a line of our own ("Unknown option '--x'. To specify a positional..." is not for people). */
+export function argsMessage(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  const flag = /'(-[^' ]+)/.exec(e.message ?? '')?.[1];
+  switch (e.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown flag ${flag ?? ''} (see --help)`.replace('  ', ' ');
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      return /argument missing/.test(e.message ?? '') ? `${flag ?? 'a flag'} needs a value` : `${flag ?? 'a flag'} takes no value`;
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return `unexpected argument ${/'([^']*)'/.exec(e.message ?? '')?.[1] ?? ''}`.trim();
+    default:
+      return (e.message ?? String(err)).split('\n')[0]!;
+  }
+}
+
+/** Why a connection failed, in words (not OpenSSL's or libuv's). */
+export function connectionMessage(err: ConnectionError): string {
+  const cause = (err as { cause?: { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } } }).cause;
+  const inner = cause?.cause ?? cause;
+  const code = inner?.code ?? '';
+  const target = /https?:\/\/[^/\s]+/.exec(err.message)?.[0] ?? 'the gateway';
+  const why =
+    cause?.name === 'TimeoutError' ? 'no answer in time'
+    : code === 'ECONNREFUSED' ? 'connection refused'
+    : code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'host not found'
+    : code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' ? 'connection timed out'
+    : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' ? 'the connection was cut'
+    : code === 'EHOSTUNREACH' || code === 'ENETUNREACH' ? 'no route to the host'
+    : /SSL|TLS|CERT|EPROTO/i.test(code + (inner?.message ?? '')) ? 'TLS failed (an http:// gateway at an https:// URL, or a certificate problem)'
+    : null;
+  return why ? `cannot connect to ${target}: ${why}` : oneLine(err.message);
+}
+
+/** Messages are one line, whatever they carried. */
+export const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
+
+/** A gateway URL the CLI can use, or a UsageError (exit 2) saying why not. */
+export function checkUrl(url: string | undefined): void {
+  if (url === undefined) return;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UsageError(`--url ${JSON.stringify(url)}: not a URL (e.g. http://127.0.0.1:3000)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--url ${JSON.stringify(url)}: must start with http:// or https://`);
+}
+
+/** Colours only for a terminal, and never with NO_COLOR (or --no-color). */
+export function colorsFor(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv, values: Values = {}): (code: string, s: string) => string {
+  const on = stream.isTTY === true && !env.NO_COLOR && values['no-color'] !== true && env.TERM !== 'dumb';
+  return on ? (code, s) => `\x1b[${code}m${s}\x1b[0m` : (_code, s) => s;
+}
+
+export const STATE_COLOR: Record<string, string> = { running: '32', paused: '33', starting: '36', stopping: '36', failed: '31', killed: '90' };
 
 /** A command's context: its output helpers and (lazily) the gateway client. */
 export class Cmd {
   readonly json: boolean;
+  /** Colour for stdout / stderr (identity when not a terminal or NO_COLOR). */
+  readonly paint: (code: string, s: string) => string;
+  readonly paintErr: (code: string, s: string) => string;
   private clientInstance: CoppiceClient | undefined;
 
   constructor(
@@ -110,14 +153,29 @@ export class Cmd {
     readonly values: Values,
   ) {
     this.json = values.json === true;
+    this.paint = colorsFor(io.stdout, io.env, values);
+    this.paintErr = colorsFor(io.stderr, io.env, values);
   }
 
   get client(): CoppiceClient {
-    this.clientInstance ??= new CoppiceClient({
-      url: (this.values.url as string | undefined) ?? this.io.env.COPPICE_URL,
-      apiKey: (this.values.key as string | undefined) ?? this.io.env.COPPICE_API_KEY,
-    });
+    const url = (this.values.url as string | undefined) ?? this.io.env.COPPICE_URL;
+    checkUrl(url);
+    this.clientInstance ??= new CoppiceClient({ url, apiKey: (this.values.key as string | undefined) ?? this.io.env.COPPICE_API_KEY });
     return this.clientInstance;
+  }
+
+  /** A table for people: the header bold, the STATE column coloured (on a terminal only). */
+  table(headers: string[], rows: (string | number | null | undefined)[][]): string {
+    const lines = table(headers, rows).split('\n');
+    const stateAt = headers.indexOf('STATE');
+    return lines
+      .map((line, i) => {
+        if (i === 0) return this.paint('1', line);
+        const state = stateAt >= 0 ? String(rows[i - 1]![stateAt] ?? '') : '';
+        const color = STATE_COLOR[state];
+        return color ? line.replace(new RegExp(`(?<=\\s)${state}(?=\\s|$)`), (m) => this.paint(color, m)) : line;
+      })
+      .join('\n');
   }
 
   out(line = ''): void {
@@ -143,7 +201,7 @@ export class Cmd {
   /** Report a failure; returns its exit code. */
   fail(err: unknown): number {
     const code = exitCodeFor(err);
-    const message = err instanceof Error ? err.message : String(err);
+    const message = err instanceof ConnectionError ? connectionMessage(err) : oneLine(err instanceof Error ? err.message : String(err));
     if (this.json) {
       const body =
         err instanceof CoppiceApiError
@@ -152,9 +210,9 @@ export class Cmd {
       this.io.stdout.write(JSON.stringify(body) + '\n');
     }
     let hint = '';
-    if (code === EXIT.AUTH) hint = ' (check --key or COPPICE_API_KEY)';
+    if (code === EXIT.AUTH && !message.includes('COPPICE_API_KEY')) hint = ' (check --key or COPPICE_API_KEY)';
     if (code === EXIT.UNREACHABLE) hint = ' (is the gateway running? check --url or COPPICE_URL)';
-    this.io.stderr.write(`coppice ${this.name}: ${message}${hint}\n`);
+    this.io.stderr.write(`${this.paintErr('31', `coppice ${this.name}:`)} ${message}${hint}\n`);
     return code;
   }
 }
@@ -204,9 +262,39 @@ export async function run(cmd: Cmd, body: () => Promise<number | void>): Promise
     return (await body()) ?? EXIT.OK;
   } catch (err) {
     if (err instanceof UsageError) {
-      cmd.io.stderr.write(`coppice ${cmd.name}: ${err.message}\n`);
+      cmd.io.stderr.write(`${cmd.paintErr('31', `coppice ${cmd.name}:`)} ${err.message}\n`);
       return EXIT.USAGE;
     }
     return cmd.fail(err);
   }
+}
+
+/**
+ * The start of every group command: help at the group and the command level, the subcommand by
+ * name or alias, its flags parsed. A number is the exit code when there is nothing more to do.
+ */
+export function enter(g: GroupSpec, argv: string[], io: Io): { sub: SubSpec; cmd: Cmd; positionals: string[] } | number {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === 'help' || first === '--help' || first === '-h') {
+    (first === undefined ? io.stderr : io.stdout).write(groupUsage(g));
+    return first === undefined ? EXIT.USAGE : EXIT.OK;
+  }
+  const sub = findSub(g, first);
+  const paintErr = colorsFor(io.stderr, io.env);
+  if (!sub) {
+    io.stderr.write(`${paintErr('31', `coppice ${g.name}:`)} unknown command "${first}" (try: ${g.subs.map((s) => s.name).join(', ')})\n`);
+    return EXIT.USAGE;
+  }
+  let parsed;
+  try {
+    parsed = parse(rest, parseOptions(sub.flags));
+  } catch (err) {
+    io.stderr.write(`${paintErr('31', `coppice ${g.name} ${sub.name}:`)} ${(err as Error).message.replace('(see --help)', `(coppice ${g.name} ${sub.name} --help)`)}\n`);
+    return EXIT.USAGE;
+  }
+  if (parsed.values.help) {
+    io.stdout.write(subUsage(g, sub));
+    return EXIT.OK;
+  }
+  return { sub, cmd: new Cmd(`${g.name} ${sub.name}`, io, parsed.values), positionals: parsed.positionals };
 }

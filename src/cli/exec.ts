@@ -8,41 +8,37 @@
 // A first Ctrl-C is forwarded as SIGINT, a second as SIGKILL.
 import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
-import { CoppiceApiError, Sandbox, type ExecStream, type ExitResult } from '../sdk/index.ts';
+import { CoppiceApiError, ConnectionError, Sandbox, type ExecStream, type ExitResult } from '../sdk/index.ts';
+import { argsMessage, checkUrl, colorsFor, connectionMessage, oneLine, UsageError } from './common.ts';
+import { flagLines, GLOBAL_HELP, parseOptions, type FlagSpec } from './help.ts';
+
+export const EXEC_FLAGS: Record<string, FlagSpec> = {
+  cwd: { type: 'string', arg: 'DIR', help: 'working directory inside the sandbox' },
+  user: { type: 'string', arg: 'NAME', help: 'user inside the sandbox' },
+  env: { type: 'string', arg: 'K=V', multiple: true, help: 'environment variable' },
+  'timeout-ms': { type: 'string', arg: 'N', help: 'kill the command after N ms (exit status 124)' },
+  'no-stdin': { type: 'boolean', help: 'do not forward stdin (the command\'s stdin is closed at start)' },
+  attach: { type: 'string', arg: 'ID', help: 're-attach to a running or recently finished command instead of starting one' },
+  from: { type: 'string', arg: 'OFFSET', help: 'with --attach: resume output at this byte offset' },
+};
 
 export const EXEC_USAGE = `usage: coppice exec <sandboxID> [flags] -- <cmd> [args...]
        coppice exec <sandboxID> --attach <processID> [--from OFFSET]
 
-  --url URL           gateway URL (default: $COPPICE_URL, else http://127.0.0.1:3000)
-  --key KEY           API key (default: $COPPICE_API_KEY)
-  --json              print JSON lines (started, stdout/stderr as base64, exit) instead of raw bytes
-  --cwd DIR           working directory inside the sandbox
-  --user NAME         user inside the sandbox
-  --env K=V           environment variable (repeatable)
-  --timeout-ms N      kill the command after N ms (exit status 124)
-  --no-stdin          do not forward stdin (the command's stdin is closed at start)
-  --attach ID         re-attach to a running or recently finished command instead of starting one
-  --from OFFSET       with --attach: resume output at this byte offset
-`;
+  Streams stdout/stderr, forwards stdin and Ctrl-C (a second one: SIGKILL). Exit status: the
+  command's; 128+N for signal N; 124 for --timeout-ms; 125 when coppice itself failed; 2 for usage.
+  --json prints JSON lines (started, stdout/stderr as base64, exit) instead of raw bytes.
 
-const BASE_OPTIONS = {
-  url: { type: 'string' },
-  key: { type: 'string' },
-  json: { type: 'boolean' },
-  cwd: { type: 'string' },
-  user: { type: 'string' },
-  env: { type: 'string', multiple: true },
-  'timeout-ms': { type: 'string' },
-  'no-stdin': { type: 'boolean' },
-  attach: { type: 'string' },
-  from: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+flags:
+${flagLines(EXEC_FLAGS)}
+${GLOBAL_HELP}`;
+
+const BASE_OPTIONS = parseOptions(EXEC_FLAGS);
 
 export interface ExecIo {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean; pause(): unknown; resume(): unknown; destroy?(): unknown };
   stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
   env: NodeJS.ProcessEnv;
   /** Signal source (process); tests may pass their own emitter. */
   signals: Pick<NodeJS.Process, 'on' | 'off'>;
@@ -52,12 +48,15 @@ export async function execCommand(argv: string[], io: ExecIo = defaultIo()): Pro
   const dash = argv.indexOf('--');
   const flagArgs = dash < 0 ? argv : argv.slice(0, dash);
   const command = dash < 0 ? [] : argv.slice(dash + 1);
-  let values: { [K in keyof typeof BASE_OPTIONS]?: (typeof BASE_OPTIONS)[K]['type'] extends 'boolean' ? boolean : K extends 'env' ? string[] : string };
+  let values: {
+    url?: string; key?: string; json?: boolean; cwd?: string; user?: string; env?: string[];
+    'timeout-ms'?: string; 'no-stdin'?: boolean; attach?: string; from?: string; help?: boolean;
+  };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({ args: flagArgs, options: BASE_OPTIONS, allowPositionals: true, strict: true }) as never);
   } catch (err) {
-    return usage(io, (err as Error).message);
+    return usage(io, argsMessage(err).replace('(see --help)', '(coppice exec --help)'));
   }
   if (values.help) {
     io.stdout.write(EXEC_USAGE);
@@ -81,16 +80,23 @@ export async function execCommand(argv: string[], io: ExecIo = defaultIo()): Pro
   const json = values.json ?? false;
   const emit = (o: object) => io.stdout.write(JSON.stringify(o) + '\n');
   const fail = (err: unknown): number => {
-    const message = err instanceof Error ? err.message : String(err);
+    const message = err instanceof ConnectionError ? connectionMessage(err) : oneLine(err instanceof Error ? err.message : String(err));
     if (json) emit({ type: 'error', ...(err instanceof CoppiceApiError ? { code: err.status, error: err.code } : {}), message });
-    io.stderr.write(`coppice exec: ${message}\n`);
+    io.stderr.write(`${colorsFor(io.stderr, io.env)('31', 'coppice exec:')} ${message}\n`);
     return 125;
   };
 
+  const url = values.url ?? io.env.COPPICE_URL;
+  try {
+    checkUrl(url);
+  } catch (err) {
+    return usage(io, (err as UsageError).message);
+  }
+
   let sandbox: Sandbox;
   try {
-    sandbox = await Sandbox.connect(positionals[0]!, {
-      url: values.url ?? io.env.COPPICE_URL,
+    sandbox = await Sandbox.get(positionals[0]!, {
+      url,
       apiKey: values.key ?? io.env.COPPICE_API_KEY,
     });
   } catch (err) {
@@ -107,9 +113,10 @@ export async function execCommand(argv: string[], io: ExecIo = defaultIo()): Pro
     announced = true;
     emit({ type: attach === undefined ? 'started' : 'attached', processID: stream.processID });
   };
-  const sink = (out: NodeJS.WritableStream, name: 'stdout' | 'stderr') => (data: Buffer) => {
+  const sink = (out: NodeJS.WritableStream, name: 'stdout' | 'stderr') => (data: Uint8Array) => {
     announce();
-    const ok = json ? io.stdout.write(JSON.stringify({ type: name, data: data.toString('base64') }) + '\n') : out.write(data);
+    const b64 = () => Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
+    const ok = json ? io.stdout.write(JSON.stringify({ type: name, data: b64() }) + '\n') : out.write(data);
     if (!ok) {
       stream.pause();
       (json ? io.stdout : out).once('drain', () => stream.resume());
@@ -179,7 +186,8 @@ export function exitStatus(exit: Pick<ExitResult, 'exitCode' | 'signal' | 'reaso
 }
 
 function usage(io: ExecIo, message: string): number {
-  io.stderr.write(`coppice exec: ${message}\n${EXEC_USAGE}`);
+  const hint = message.includes('--help') ? '' : ' (coppice exec --help)';
+  io.stderr.write(`${colorsFor(io.stderr, io.env)('31', 'coppice exec:')} ${message}${hint}\n`);
   return 2;
 }
 

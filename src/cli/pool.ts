@@ -1,51 +1,39 @@
-// `coppice pool ls|warm|drain`: warm pools (bhyve templates). `warm` shows the gateway's progress
+// `coppice pool ls|warm|drain`: warm pools (bhyve and jail templates). `warm` shows the gateway's progress
 // lines as they arrive (the NDJSON stream of POST /pool/:name/warm).
-import type { ParseArgsConfig } from 'node:util';
-import { Cmd, defaultIo, EXIT, EXIT_HELP, GLOBAL_HELP, numberFlag, parse, relative, run, table, UsageError, type Io } from './common.ts';
+import { defaultIo, enter, numberFlag, relative, run, UsageError, type Io } from './common.ts';
+import type { GroupSpec } from './help.ts';
 
-export const POOL_USAGE = `usage: coppice pool <command> [flags]
-
-  ls                          the pools: template, backend, state, available and in-use slots
-  warm <template> <count>     boot slots until <count> are ready (also: --count N); progress on
-                              stderr (--json: NDJSON {"progress"} lines, then {"done"}, on stdout)
-  drain <template>            destroy the pool's idle slots (the pool stays usable)
-
-${GLOBAL_HELP}
-${EXIT_HELP}`;
-
-const OPTIONS: Record<string, ParseArgsConfig['options']> = {
-  warm: { count: { type: 'string' } },
+export const POOL: GroupSpec = {
+  name: 'pool',
+  help: 'warm pools',
+  aliases: ['pools'],
+  subs: [
+    { name: 'ls', help: 'the pools: template, backend, state, available and in-use slots', aliases: ['list'] },
+    {
+      name: 'warm',
+      args: '<template> <count>',
+      help: 'boot slots until <count> are ready; progress on stderr (--json: NDJSON {"progress"} lines, then {"done"}, on stdout)',
+      flags: { count: { type: 'string', arg: 'N', help: 'the count, instead of the argument' } },
+    },
+    { name: 'drain', args: '<template>', help: 'destroy the pool\'s idle slots (the pool stays usable)' },
+  ],
 };
 
 export async function poolCommand(argv: string[], io: Io = defaultIo()): Promise<number> {
-  const [first, ...rest] = argv;
-  if (first === undefined || first === 'help' || first === '--help' || first === '-h') {
-    (first === undefined ? io.stderr : io.stdout).write(POOL_USAGE);
-    return first === undefined ? EXIT.USAGE : EXIT.OK;
-  }
-  const sub = first === 'list' ? 'ls' : first;
-  let parsed;
-  try {
-    parsed = parse(rest, OPTIONS[sub]);
-  } catch (err) {
-    io.stderr.write(`coppice pool ${sub}: ${(err as Error).message}\n`);
-    return EXIT.USAGE;
-  }
-  const { values, positionals } = parsed;
-  const cmd = new Cmd(`pool ${sub}`, io, values);
-  if (values.help) {
-    io.stdout.write(POOL_USAGE);
-    return EXIT.OK;
-  }
+  const e = enter(POOL, argv, io);
+  if (typeof e === 'number') return e;
+  const { cmd, positionals } = e;
+  const sub = e.sub.name;
+  const values = cmd.values;
   return run(cmd, async () => {
     switch (sub) {
       case 'ls': {
         if (positionals.length) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
         const pools = await cmd.client.pools();
         if (cmd.json) return cmd.emitJson(pools);
-        if (!pools.length) return cmd.note('no pools (pools exist for bhyve templates)');
+        if (!pools.length) return cmd.note('no pools (warm one: coppice pool warm <template> <count>)');
         cmd.out(
-          table(
+          cmd.table(
             ['TEMPLATE', 'BACKEND', 'STATE', 'AVAILABLE', 'IN_USE', 'WARMING', 'REFRESHED', 'PROGRESS'],
             pools.map((p) => [p.template, p.backend, p.state, p.available, p.inUse, p.warming, relative(p.refreshedAt), p.error ? `error: ${p.error}` : p.progress]),
           ),
@@ -83,7 +71,7 @@ export async function poolCommand(argv: string[], io: Io = defaultIo()): Promise
         return;
       }
       default:
-        throw new UsageError(`unknown command "${first}" (try: ls, warm, drain)`);
+        throw new UsageError(`unknown command "${sub}"`);
     }
   });
 }

@@ -1,82 +1,72 @@
 // `coppice sbx ...`: sandboxes. Every subcommand is one SDK call (src/sdk), printed as a table or
 // a line for people, or as JSON with --json.
-import type { ParseArgsConfig } from 'node:util';
-import { Sandbox, type SandboxInfo } from '../sdk/index.ts';
-import {
-  Cmd,
-  defaultIo,
-  EXIT,
-  EXIT_HELP,
-  GLOBAL_HELP,
-  keyValues,
-  numberFlag,
-  parse,
-  relative,
-  run,
-  table,
-  UsageError,
-  type Io,
-} from './common.ts';
+import { Sandbox, type ExecStream, type SandboxInfo } from '../sdk/index.ts';
+import { Cmd, defaultIo, enter, EXIT, keyValues, numberFlag, relative, run, UsageError, type Io } from './common.ts';
+import type { GroupSpec } from './help.ts';
 
-export const SBX_USAGE = `usage: coppice sbx <command> [flags]
+const TIMEOUT_FLAG = { type: 'string', arg: 'S', help: 'lifetime in seconds from now (default: the gateway\'s, 300)' } as const;
+const META_FLAG = { type: 'string', arg: 'K=V', multiple: true, help: 'metadata' } as const;
 
-  create <template> [--timeout S] [--env K=V]... [--meta K=V]... [--memory MiB] [--cpus N] [--pids N]
-  create --snapshot <snapshotID> [same flags]
-                        create a sandbox; prints its id (--json: the whole sandbox)
-  ls [-q] [--template T] [--state S]
-                        list sandboxes (-q: ids only)
-  info <id>             one sandbox, with its commands
-  rm <id>...            destroy sandboxes (exit code: the first failure's)
-  pause <id>            freeze it (409 / exit 4 if it is not running)
-  resume <id>           thaw it
-  exec <id> [flags] -- <cmd> [args...]
-                        run a command, streaming (same as \`coppice exec\`; exits with the command's status)
-  snapshot <id>         its files as of now; prints the snapshot id (501 / exit 5 on bhyve)
-  fork <id> [--timeout S] [--meta K=V]...
-                        a new independent sandbox with its files as of now; prints the new id
-
-${GLOBAL_HELP}
-${EXIT_HELP}`;
-
-const CREATE_OPTIONS = {
-  timeout: { type: 'string' },
-  env: { type: 'string', multiple: true },
-  meta: { type: 'string', multiple: true },
-  memory: { type: 'string' },
-  cpus: { type: 'string' },
-  pids: { type: 'string' },
-  snapshot: { type: 'string' },
-} as const satisfies ParseArgsConfig['options'];
-
-const OPTIONS: Record<string, ParseArgsConfig['options']> = {
-  create: CREATE_OPTIONS,
-  ls: { quiet: { type: 'boolean', short: 'q' }, template: { type: 'string' }, state: { type: 'string' } },
-  fork: { timeout: CREATE_OPTIONS.timeout, meta: CREATE_OPTIONS.meta },
+export const SBX: GroupSpec = {
+  name: 'sbx',
+  help: 'sandboxes',
+  aliases: ['sandbox', 'sandboxes'],
+  subs: [
+    {
+      name: 'create',
+      args: '<template>',
+      help: 'create a sandbox (from a template, or a snapshot with --snapshot); prints its id (--json: the whole sandbox)',
+      flags: {
+        timeout: TIMEOUT_FLAG,
+        env: { type: 'string', arg: 'K=V', multiple: true, help: 'environment variable of every command' },
+        meta: META_FLAG,
+        memory: { type: 'string', arg: 'MiB', help: 'memory limit' },
+        cpus: { type: 'string', arg: 'N', help: 'CPU limit (may be fractional)' },
+        pids: { type: 'string', arg: 'N', help: 'process limit' },
+        snapshot: { type: 'string', arg: 'ID', help: 'start from this snapshot\'s files (then <template> is optional)' },
+      },
+    },
+    {
+      name: 'ls',
+      help: 'list sandboxes',
+      aliases: ['list'],
+      flags: {
+        quiet: { type: 'boolean', short: 'q', help: 'ids only' },
+        template: { type: 'string', arg: 'T', help: 'only those of this template' },
+        state: { type: 'string', arg: 'S', help: 'only those in this state (running, paused, ...)' },
+      },
+    },
+    { name: 'info', args: '<id>', help: 'one sandbox, with its commands', aliases: ['show', 'inspect'] },
+    { name: 'rm', args: '<id>...', help: 'destroy sandboxes (exit code: the first failure\'s)', aliases: ['delete', 'kill'] },
+    { name: 'pause', args: '<id>', help: 'freeze it (exit 4 if it is not running)' },
+    { name: 'resume', args: '<id>', help: 'thaw it' },
+    {
+      name: 'connect',
+      args: '<id>',
+      help: 'resume it if it is paused and set its lifetime from now (E2B\'s connect); prints its id',
+      flags: { timeout: TIMEOUT_FLAG },
+    },
+    { name: 'timeout', args: '<id> <seconds>', help: 'end it <seconds> from now (may shorten; 0 ends it now)' },
+    {
+      name: 'logs',
+      args: '<id> [processID]',
+      help: 'a command\'s output as the gateway keeps it (default: the latest command); -f follows it to its exit',
+      flags: { follow: { type: 'boolean', short: 'f', help: 'keep printing until the command exits' } },
+    },
+    { name: 'exec', args: '<id> [flags] -- <cmd> [args...]', help: 'run a command, streaming (= coppice exec: see coppice exec --help)' },
+    { name: 'snapshot', args: '<id>', help: 'its files as of now; prints the snapshot id (exit 5 on bhyve)' },
+    { name: 'fork', args: '<id>', help: 'a new independent sandbox with its files as of now; prints the new id', flags: { timeout: TIMEOUT_FLAG, meta: META_FLAG } },
+  ],
 };
-const ALIASES: Record<string, string> = { list: 'ls', delete: 'rm', kill: 'rm', show: 'info', inspect: 'info' };
 
 export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<number> {
-  const [first, ...rest] = argv;
-  if (first === undefined || first === 'help' || first === '--help' || first === '-h') {
-    (first === undefined ? io.stderr : io.stdout).write(SBX_USAGE);
-    return first === undefined ? EXIT.USAGE : EXIT.OK;
-  }
-  const sub = ALIASES[first] ?? first;
   // exec has its own flags, stdin/signal forwarding and exit status convention.
-  if (sub === 'exec') return (await import('./exec.ts')).execCommand(rest);
-  let parsed;
-  try {
-    parsed = parse(rest, OPTIONS[sub]);
-  } catch (err) {
-    io.stderr.write(`coppice sbx ${sub}: ${(err as Error).message}\n`);
-    return EXIT.USAGE;
-  }
-  const { values, positionals } = parsed;
-  const cmd = new Cmd(`sbx ${sub}`, io, values);
-  if (values.help) {
-    io.stdout.write(SBX_USAGE);
-    return EXIT.OK;
-  }
+  if (argv[0] === 'exec') return (await import('./exec.ts')).execCommand(argv.slice(1));
+  const e = enter(SBX, argv, io);
+  if (typeof e === 'number') return e;
+  const { cmd, positionals } = e;
+  const sub = e.sub.name;
+  const values = cmd.values;
   const one = (what = 'sandbox id'): string => {
     if (positionals.length !== 1) throw new UsageError(positionals.length ? `expected one ${what}, got ${positionals.length}` : `missing ${what}`);
     return positionals[0]!;
@@ -92,7 +82,7 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         }
         const template = positionals[0];
         const opts = {
-          timeout: numberFlag('timeout', values.timeout, { integer: true, min: 1 }),
+          timeoutMs: secondsFlag('timeout', values.timeout),
           envVars: keyValues('env', values.env as string[] | undefined),
           metadata: keyValues('meta', values.meta as string[] | undefined),
           limits: limitsFrom(values),
@@ -120,7 +110,7 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         }
         if (!list.length) return cmd.note('no sandboxes');
         cmd.out(
-          table(
+          cmd.table(
             ['ID', 'TEMPLATE', 'BACKEND', 'STATE', 'IP', 'PROCS', 'STARTED', 'ENDS'],
             list.map((s) => [s.sandboxID, s.templateID, s.backend, s.state, s.ip, s.processes, relative(s.startedAt), relative(s.endAt)]),
           ),
@@ -128,14 +118,14 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         return;
       }
       case 'info': {
-        const sb = await Sandbox.connect(one(), conn());
+        const sb = await Sandbox.get(one(), conn());
         const procs = await sb.processes();
         if (cmd.json) return cmd.emitJson({ ...sb.info, commands: procs });
         printInfo(cmd, sb.info);
         if (procs.length) {
           cmd.out('');
           cmd.out(
-            table(
+            cmd.table(
               ['PROCESS', 'KIND', 'STATE', 'EXIT', 'BYTES', 'COMMAND'],
               procs.map((p) => [p.processID, p.kind, p.state, p.exit ? (p.exit.exitCode ?? p.exit.signal ?? p.exit.reason ?? '?') : '', p.outputBytes, p.argv.join(' ')]),
             ),
@@ -150,7 +140,7 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         for (const id of positionals) {
           try {
             // DELETE directly (not Sandbox.kill, which forgives 404): a missing id is worth saying.
-            const sb = await Sandbox.connect(id, conn());
+            const sb = await Sandbox.get(id, conn());
             await sb.kill();
             removed.push(id);
             if (!cmd.json) cmd.out(id);
@@ -165,7 +155,7 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
       case 'pause':
       case 'resume': {
         const id = one();
-        const sb = await Sandbox.connect(id, conn());
+        const sb = await Sandbox.get(id, conn());
         await (sub === 'pause' ? sb.pause() : sb.resume());
         if (cmd.json) return cmd.emitJson(await sb.getInfo());
         cmd.out(id);
@@ -173,7 +163,7 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         return;
       }
       case 'snapshot': {
-        const sb = await Sandbox.connect(one(), conn());
+        const sb = await Sandbox.get(one(), conn());
         const done = cmd.progress(`snapshotting ${sb.sandboxID}…`);
         const snap = await sb.snapshot().finally(done);
         if (cmd.json) return cmd.emitJson(snap);
@@ -182,20 +172,83 @@ export async function sbxCommand(argv: string[], io: Io = defaultIo()): Promise<
         return;
       }
       case 'fork': {
-        const sb = await Sandbox.connect(one(), conn());
-        const timeout = numberFlag('timeout', values.timeout, { integer: true, min: 1 });
+        const sb = await Sandbox.get(one(), conn());
+        const timeoutMs = secondsFlag('timeout', values.timeout);
         const metadata = keyValues('meta', values.meta as string[] | undefined);
         const done = cmd.progress(`forking ${sb.sandboxID}…`);
-        const fork = await sb.fork({ ...(timeout ? { timeout } : {}), ...(metadata ? { metadata } : {}) }).finally(done);
+        const fork = await sb.fork({ ...(timeoutMs ? { timeoutMs } : {}), ...(metadata ? { metadata } : {}) }).finally(done);
         if (cmd.json) return cmd.emitJson(fork.info);
         cmd.out(fork.sandboxID);
         cmd.note(`forked ${sb.sandboxID} -> ${fork.sandboxID}${fork.info.ip ? ` (${fork.info.ip})` : ''}`);
         return;
       }
+      case 'connect': {
+        const id = one();
+        const sb = await Sandbox.connect(id, { ...conn(), timeoutMs: secondsFlag('timeout', values.timeout, 0) });
+        if (cmd.json) return cmd.emitJson(sb.info);
+        cmd.out(id);
+        cmd.note(`connected to ${id}: ${sb.info.state}, ends ${relative(sb.info.endAt)}`);
+        return;
+      }
+      case 'logs': {
+        if (positionals.length < 1 || positionals.length > 2) throw new UsageError('usage: coppice sbx logs <id> [processID]');
+        const sb = await Sandbox.get(positionals[0]!, conn());
+        let pid = positionals[1];
+        if (!pid) {
+          const procs = (await sb.processes()).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+          if (!procs.length) return cmd.note(`no commands in ${sb.sandboxID}`);
+          pid = procs.at(-1)!.processID;
+        }
+        return logs(cmd, sb, pid, values.follow === true);
+      }
+      case 'timeout': {
+        if (positionals.length !== 2) throw new UsageError('usage: coppice sbx timeout <id> <seconds>');
+        const [id, secs] = positionals as [string, string];
+        const timeoutMs = secondsFlag('timeout', secs, 0)!;
+        const sb = await Sandbox.get(id, conn());
+        await sb.setTimeout(timeoutMs);
+        if (cmd.json) return cmd.emitJson(await sb.getInfo().catch(() => ({ sandboxID: id, ended: true })));
+        cmd.out(id);
+        cmd.note(timeoutMs === 0 ? `${id} ends now` : `${id} ends in ${secs} s`);
+        return;
+      }
       default:
-        throw new UsageError(`unknown command "${first}" (try: create, ls, info, rm, pause, resume, exec, snapshot, fork)`);
+        throw new UsageError(`unknown command "${sub}"`);
     }
   });
+}
+
+/** Replay a command's kept output (both streams, raw), then stop, or with `follow` go on to its exit. */
+async function logs(cmd: Cmd, sb: Sandbox, processID: string, follow: boolean): Promise<number> {
+  let stream: ExecStream | undefined;
+  let target = Infinity;
+  const caughtUp = () => {
+    if (!follow && stream && stream.offset >= target) stream.detach();
+  };
+  const write = (out: NodeJS.WritableStream) => (d: Uint8Array) => {
+    out.write(d);
+    caughtUp();
+  };
+  stream = sb.attach(processID, {
+    onStdout: write(cmd.io.stdout),
+    onStderr: write(cmd.io.stderr),
+    onDropped: (bytes, at) => cmd.note(`(${bytes} bytes of output at offset ${at} are no longer kept)`),
+  });
+  await stream.ready;
+  if (stream.attached?.running) target = stream.attached.outputBytes;
+  caughtUp();
+  try {
+    await stream.exited;
+  } catch (err) {
+    if ((err as Error).message !== 'detached') throw err;
+  }
+  return EXIT.OK;
+}
+
+/** The CLI's lifetimes are whole seconds (`--timeout 600`); the SDK's are ms. */
+function secondsFlag(flag: string, v: unknown, min = 1): number | undefined {
+  const s = numberFlag(flag, v, { integer: true, min });
+  return s === undefined ? undefined : s * 1000;
 }
 
 function limitsFrom(values: Record<string, unknown>) {

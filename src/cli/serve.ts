@@ -1,16 +1,40 @@
 // `coppice serve`: run the gateway until SIGINT/SIGTERM. First signal drains (503 to new work,
 // sandboxes destroyed, pools drained); a second one exits at once.
-import { startApp, resolveApiKey } from '../app.ts';
+import { isListenError, startApp, resolveApiKey } from '../app.ts';
 import { ConfigError, parseServeArgs } from '../config.ts';
 import { createLogger } from '../log.ts';
+import { argsMessage, oneLine } from './common.ts';
+import { serveUsage } from './serve-help.ts';
+
+/** parseArgs' words, as ConfigError carries them, in the CLI's own. */
+function configMessage(message: string): string {
+  const code = /^Unknown option/.test(message)
+    ? 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+    : /argument missing|does not take an argument/.test(message)
+      ? 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE'
+      : /Unexpected argument/.test(message)
+        ? 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+        : undefined;
+  return code ? argsMessage({ code, message }).replace('(see --help)', '(coppice serve --help)') : oneLine(message);
+}
+
+const LISTEN_WORDS: Record<string, string> = {
+  EADDRINUSE: 'address already in use',
+  EADDRNOTAVAIL: 'no such local address',
+  EACCES: 'permission denied',
+};
 
 export async function serve(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(serveUsage());
+    return 0;
+  }
   let config;
   try {
     config = parseServeArgs(argv);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`coppice serve: ${err.message}\n`);
+      process.stderr.write(`coppice serve: ${configMessage(err.message)}\n`);
       return 2;
     }
     throw err;
@@ -23,7 +47,18 @@ export async function serve(argv: string[]): Promise<number> {
     process.stderr.write(`coppice serve: ${(err as Error).message}\n`);
     return 2;
   }
-  const app = await startApp(config, { logger, apiKey: apiKey.key });
+  let app;
+  try {
+    app = await startApp(config, { logger, apiKey: apiKey.key });
+  } catch (err) {
+    // One line, and nothing left behind (startApp undoes what it set up before it throws).
+    if (isListenError(err)) {
+      process.stderr.write(`coppice serve: cannot listen on ${config.listen}: ${LISTEN_WORDS[err.code ?? ''] ?? err.code}\n`);
+      return 2;
+    }
+    process.stderr.write(`coppice serve: ${oneLine((err as Error).message)}\n`);
+    return 1;
+  }
   // The key itself only when it was just generated (the operator has no other way to learn it);
   // a key the operator supplied is never echoed to a terminal or a log collector.
   const keyLine = apiKey.generated ? `coppice API key (${apiKey.source}): ${apiKey.key}` : `coppice API key from ${apiKey.source}`;

@@ -1,34 +1,22 @@
 // `coppice snap ls|rm`: the snapshots `sbx snapshot` made (create from one: `sbx create --snapshot ID`).
-import { Cmd, defaultIo, EXIT, EXIT_HELP, GLOBAL_HELP, parse, relative, run, table, UsageError, type Io } from './common.ts';
+import { defaultIo, enter, EXIT, relative, run, UsageError, type Io } from './common.ts';
+import type { GroupSpec } from './help.ts';
 
-export const SNAP_USAGE = `usage: coppice snap <command> [flags]
-
-  ls            the snapshots (id, source sandbox, template, size, age)
-  rm <id>...    delete snapshots (exit code: the first failure's)
-
-${GLOBAL_HELP}
-${EXIT_HELP}`;
+export const SNAP: GroupSpec = {
+  name: 'snap',
+  help: 'snapshots',
+  aliases: ['snapshot', 'snapshots'],
+  subs: [
+    { name: 'ls', help: 'the snapshots (id, source sandbox, template, size, age)', aliases: ['list'] },
+    { name: 'rm', args: '<id>...', help: 'delete snapshots (exit code: the first failure\'s)', aliases: ['delete'] },
+  ],
+};
 
 export async function snapCommand(argv: string[], io: Io = defaultIo()): Promise<number> {
-  const [first, ...rest] = argv;
-  if (first === undefined || first === 'help' || first === '--help' || first === '-h') {
-    (first === undefined ? io.stderr : io.stdout).write(SNAP_USAGE);
-    return first === undefined ? EXIT.USAGE : EXIT.OK;
-  }
-  const sub = first === 'list' ? 'ls' : first === 'delete' ? 'rm' : first;
-  let parsed;
-  try {
-    parsed = parse(rest);
-  } catch (err) {
-    io.stderr.write(`coppice snap ${sub}: ${(err as Error).message}\n`);
-    return EXIT.USAGE;
-  }
-  const { values, positionals } = parsed;
-  const cmd = new Cmd(`snap ${sub}`, io, values);
-  if (values.help) {
-    io.stdout.write(SNAP_USAGE);
-    return EXIT.OK;
-  }
+  const e = enter(SNAP, argv, io);
+  if (typeof e === 'number') return e;
+  const { cmd, positionals } = e;
+  const sub = e.sub.name;
   return run(cmd, async () => {
     switch (sub) {
       case 'ls': {
@@ -37,7 +25,7 @@ export async function snapCommand(argv: string[], io: Io = defaultIo()): Promise
         if (cmd.json) return cmd.emitJson(snaps);
         if (!snaps.length) return cmd.note('no snapshots');
         cmd.out(
-          table(
+          cmd.table(
             ['SNAPSHOT', 'SANDBOX', 'TEMPLATE', 'BACKEND', 'BYTES', 'CREATED'],
             snaps.map((s) => [s.snapshotID, s.sandboxID, s.template, s.backend, s.sizeBytes, relative(s.createdAt)]),
           ),
@@ -62,7 +50,7 @@ export async function snapCommand(argv: string[], io: Io = defaultIo()): Promise
         return status;
       }
       default:
-        throw new UsageError(`unknown command "${first}" (try: ls, rm)`);
+        throw new UsageError(`unknown command "${sub}"`);
     }
   });
 }

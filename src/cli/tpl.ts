@@ -1,41 +1,30 @@
 // `coppice tpl list|reload`: the templates the gateway serves, and which backend serves each.
-import { Cmd, defaultIo, EXIT, EXIT_HELP, GLOBAL_HELP, parse, run, table, UsageError, type Io } from './common.ts';
+import { defaultIo, enter, run, UsageError, type Io } from './common.ts';
+import type { GroupSpec } from './help.ts';
 
-export const TPL_USAGE = `usage: coppice tpl <command> [flags]
-
-  list      the templates, with the backend that serves each (jail | bhyve)
-  reload    rescan the template roots (running sandboxes are untouched)
-
-${GLOBAL_HELP}
-${EXIT_HELP}`;
+export const TPL: GroupSpec = {
+  name: 'tpl',
+  help: 'templates',
+  aliases: ['template', 'templates'],
+  subs: [
+    { name: 'list', help: 'the templates, with the backend that serves each (jail | bhyve)', aliases: ['ls'] },
+    { name: 'reload', help: 'rescan the template roots (running sandboxes are untouched)' },
+  ],
+};
 
 export async function tplCommand(argv: string[], io: Io = defaultIo()): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') {
-    (sub === undefined ? io.stderr : io.stdout).write(TPL_USAGE);
-    return sub === undefined ? EXIT.USAGE : EXIT.OK;
-  }
-  let parsed;
-  try {
-    parsed = parse(rest);
-  } catch (err) {
-    io.stderr.write(`coppice tpl ${sub}: ${(err as Error).message}\n`);
-    return EXIT.USAGE;
-  }
-  const cmd = new Cmd(`tpl ${sub}`, io, parsed.values);
-  if (parsed.values.help) {
-    io.stdout.write(TPL_USAGE);
-    return EXIT.OK;
-  }
+  const e = enter(TPL, argv, io);
+  if (typeof e === 'number') return e;
+  const { cmd, positionals } = e;
+  const sub = e.sub.name;
   return run(cmd, async () => {
-    if (parsed.positionals.length) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`);
+    if (positionals.length) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     switch (sub) {
-      case 'list':
-      case 'ls': {
+      case 'list': {
         const templates = await cmd.client.templates();
         if (cmd.json) return cmd.emitJson(templates);
         if (!templates.length) return cmd.note('no templates');
-        cmd.out(table(['NAME', 'BACKEND', 'PATH'], templates.map((t) => [t.name, t.backend, t.path])));
+        cmd.out(cmd.table(['NAME', 'BACKEND', 'PATH'], templates.map((t) => [t.name, t.backend, t.path])));
         return;
       }
       case 'reload': {

@@ -2,7 +2,7 @@
 // and the devtools tree. Sandboxes themselves are `Sandbox` objects (./sandbox.ts).
 import { ConnectionError, errorFromBody } from './errors.ts';
 import { call, callNdjson, resolveConn, send, type ClientOptions, type Conn } from './http.ts';
-import { Sandbox, type CreateOptions, type SandboxInfo } from './sandbox.ts';
+import { Sandbox, sandboxInfo, type CreateOptions, type SandboxInfo } from './sandbox.ts';
 import type { HealthView, PoolStatsView, PoolView, ReloadView, SnapshotView, TemplateView } from '../protocol/views.ts';
 
 export type TemplateInfo = TemplateView;
@@ -50,12 +50,12 @@ export class CoppiceClient {
 
   // ---- sandboxes ----
 
-  listSandboxes(): Promise<SandboxInfo[]> {
-    return call<SandboxInfo[]>(this.conn, 'GET', '/sandboxes');
+  async listSandboxes(): Promise<SandboxInfo[]> {
+    return (await call<SandboxInfo[]>(this.conn, 'GET', '/sandboxes')).map(sandboxInfo);
   }
 
-  getSandbox(sandboxID: string): Promise<SandboxInfo> {
-    return call<SandboxInfo>(this.conn, 'GET', `/sandboxes/${seg(sandboxID)}`);
+  async getSandbox(sandboxID: string): Promise<SandboxInfo> {
+    return sandboxInfo(await call<SandboxInfo>(this.conn, 'GET', `/sandboxes/${seg(sandboxID)}`));
   }
 
   createSandbox(templateID: string, opts: Omit<CreateOptions, keyof ClientOptions> = {}): Promise<Sandbox> {
@@ -64,7 +64,7 @@ export class CoppiceClient {
 
   /** A handle on an existing sandbox (checks that it exists). */
   sandbox(sandboxID: string): Promise<Sandbox> {
-    return Sandbox.connect(sandboxID, { url: this.conn.url, apiKey: this.conn.apiKey, requestTimeoutMs: this.conn.timeoutMs });
+    return Sandbox.get(sandboxID, { url: this.conn.url, apiKey: this.conn.apiKey, requestTimeoutMs: this.conn.timeoutMs });
   }
 
   // ---- pools ----

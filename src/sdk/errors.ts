@@ -15,20 +15,50 @@
 //   503     draining | not_ready       UnavailableError       (.draining tells which)
 //   504     timeout                    GatewayTimeoutError
 //   507     insufficient_storage       InsufficientStorageError (the gateway's state disk is full)
-//   —       (no answer / cut off)      ConnectionError        (not a CoppiceApiError)
+//   —       (no answer / cut off)      ConnectionError        (code 'unreachable'; not a CoppiceApiError)
+//   —       (a command exited non-zero) CommandExitError      (code 'command_exit'; commands.run only)
+//
+// All of them are a CoppiceError: catch that one class and switch on `.code`.
 
-export class CoppiceApiError extends Error {
+/** The gateway's stable error codes (src/errors.ts), plus the SDK's own for failures without an answer. */
+export type ErrorCode =
+  | 'bad_request'
+  | 'unauthorized'
+  | 'permission_denied'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'conflict'
+  | 'too_many_requests'
+  | 'payload_too_large'
+  | 'unsupported'
+  | 'draining'
+  | 'not_ready'
+  | 'timeout'
+  | 'backend_failed'
+  | 'internal'
+  | 'unreachable'
+  | 'command_exit'
+  // a status the gateway does not send (a proxy's page): `http_<status>`
+  | (string & {});
+
+/** The one class every SDK error is: `.code` says what went wrong. */
+export class CoppiceError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+export class CoppiceApiError extends CoppiceError {
   /** HTTP status (or the 4000+status close code's status for WebSocket refusals). */
   readonly status: number;
-  /** Stable error string from the gateway: 'not_found', 'conflict', 'unauthorized', ... */
-  readonly code: string;
   /** The request field at fault (400s). */
   readonly field?: string;
-  constructor(status: number, code: string, message: string, field?: string) {
-    super(message);
-    this.name = new.target.name;
+  constructor(status: number, code: ErrorCode, message: string, field?: string) {
+    super(code, message);
     this.status = status;
-    this.code = code;
     this.field = field;
   }
   /** The gateway's own error body shape. */
@@ -40,6 +70,8 @@ export class CoppiceApiError extends Error {
 export class InvalidArgumentError extends CoppiceApiError {}
 export class PayloadTooLargeError extends InvalidArgumentError {}
 export class AuthenticationError extends CoppiceApiError {}
+/** 403: the sandbox's own permissions refused a file operation (files.*). */
+export class PermissionDeniedError extends CoppiceApiError {}
 export class NotFoundError extends CoppiceApiError {}
 export class MethodNotAllowedError extends CoppiceApiError {}
 export class ConflictError extends CoppiceApiError {}
@@ -57,10 +89,9 @@ export class GatewayTimeoutError extends CoppiceApiError {}
 export class InsufficientStorageError extends CoppiceApiError {}
 
 /** The gateway could not be reached, or a stream ended without its exit. */
-export class ConnectionError extends Error {
+export class ConnectionError extends CoppiceError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ConnectionError';
+    super('unreachable', message, options);
   }
 }
 
@@ -69,6 +100,7 @@ type ErrorClass = new (s: number, c: string, m: string, f?: string) => CoppiceAp
 const BY_CODE: Record<string, ErrorClass> = {
   bad_request: InvalidArgumentError,
   unauthorized: AuthenticationError,
+  permission_denied: PermissionDeniedError,
   not_found: NotFoundError,
   method_not_allowed: MethodNotAllowedError,
   conflict: ConflictError,
@@ -86,6 +118,7 @@ const BY_CODE: Record<string, ErrorClass> = {
 const BY_STATUS: Record<number, ErrorClass> = {
   400: InvalidArgumentError,
   401: AuthenticationError,
+  403: PermissionDeniedError,
   404: NotFoundError,
   405: MethodNotAllowedError,
   409: ConflictError,

@@ -15,14 +15,16 @@ import { CoppiceApiError, ConnectionError, errorFromBody } from './errors.ts';
 
 export type { ExitInfo };
 
+// Output bytes are typed Uint8Array so the package's types need no @types/node; on Node they are
+// Buffers (a Uint8Array subclass): `Buffer.from(data.buffer, data.byteOffset, data.length)` is free.
 export interface OutputChunk {
   stream: 'stdout' | 'stderr';
-  data: Buffer;
+  data: Uint8Array;
 }
 
 export interface StreamCallbacks {
-  onStdout?: (data: Buffer) => void;
-  onStderr?: (data: Buffer) => void;
+  onStdout?: (data: Uint8Array) => void;
+  onStderr?: (data: Uint8Array) => void;
   /** Bytes the gateway no longer had (re-attach after its replay buffer moved on). */
   onDropped?: (bytes: number, at: number) => void;
   /** The gateway rejected a control message (stdin after close, unknown signal, ...). */
@@ -42,6 +44,8 @@ export class ExecStream implements AsyncIterable<OutputChunk> {
   processID: string | undefined;
   /** Output bytes received so far: pass it as `from` to re-attach without duplicates. */
   offset = 0;
+  /** On attach: whether the command was still running, and the output it had produced by then. */
+  attached: { running: boolean; outputBytes: number } | undefined;
   /** Resolves with the processID once the command is started (or attached). */
   readonly ready: Promise<string>;
   /** Resolves with the exit; rejects with a typed error if refused, or ConnectionError if cut off. */
@@ -195,6 +199,7 @@ export class ExecStream implements AsyncIterable<OutputChunk> {
       case 'attached':
         this.processID = msg.processID;
         this.offset = msg.from;
+        this.attached = { running: msg.running, outputBytes: msg.outputBytes };
         if (msg.dropped > 0) this.cb.onDropped?.(msg.dropped, msg.from - msg.dropped);
         this.resolveReady(msg.processID);
         break;

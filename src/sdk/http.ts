@@ -1,4 +1,7 @@
 // The SDK's transport: gateway URL + key resolution, one JSON call helper, one NDJSON reader.
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { Readable } from 'node:stream';
 import { AuthenticationError, ConnectionError, errorFromBody } from './errors.ts';
 
 export const DEFAULT_URL = 'http://127.0.0.1:3000';
@@ -26,24 +29,63 @@ export function resolveConn(opts: ClientOptions = {}): Conn {
   return { url, apiKey, timeoutMs: opts.requestTimeoutMs ?? 120_000 };
 }
 
-/** The raw request (typed ConnectionError when there is no answer); the caller reads the Response. */
-export async function send(conn: Conn, method: string, path: string, body: unknown, accept?: string, timeoutMs = conn.timeoutMs): Promise<Response> {
-  try {
-    return await fetch(conn.url + path, {
-      method,
-      headers: {
-        authorization: `Bearer ${conn.apiKey}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...(accept ? { accept } : {}),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(timeoutMs),
+/** A JSON request (typed ConnectionError when there is no answer); the caller reads the Response. */
+export function send(conn: Conn, method: string, path: string, body: unknown, accept?: string, timeoutMs = conn.timeoutMs): Promise<Response> {
+  return request(conn, method, path, {
+    headers: {
+      authorization: `Bearer ${conn.apiKey}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(accept ? { accept } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    timeoutMs,
+  });
+}
+
+/**
+ * Any request: the caller's headers and body as they are; the answer as a standard Response.
+ * node:http rather than fetch: fetch refuses a list of ports outright (WHATWG's "bad ports": 1, 9,
+ * 6000, 6665-6669, ...), and a gateway may well listen on one of them.
+ */
+export function request(
+  conn: Conn,
+  method: string,
+  path: string,
+  init: { headers: Record<string, string>; body?: string | Uint8Array; timeoutMs?: number },
+): Promise<Response> {
+  const timeoutMs = init.timeoutMs ?? conn.timeoutMs;
+  const where = `${method} ${conn.url}${path.replace(/\?.*/, '')}`;
+  return new Promise((resolve, reject) => {
+    const body = init.body === undefined ? undefined : typeof init.body === 'string' ? Buffer.from(init.body, 'utf8') : init.body;
+    const headers = { ...init.headers, ...(body ? { 'content-length': String(body.byteLength) } : {}) };
+    const url = new URL(conn.url + path);
+    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method, headers });
+    // The deadline covers the whole exchange, the body included.
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' })), timeoutMs)
+        : undefined;
+    timer?.unref();
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new ConnectionError(`${where}: ${err.message}`, { cause: err }));
     });
-  } catch (err) {
-    const e = err as Error & { cause?: { code?: string; message?: string } };
-    const why = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.cause?.message ?? e.message);
-    throw new ConnectionError(`${method} ${conn.url}${path}: ${why}`, { cause: err });
-  }
+    req.on('response', (res) => {
+      res.on('close', () => clearTimeout(timer));
+      const empty = res.statusCode === 204 || res.statusCode === 304 || method === 'HEAD';
+      if (empty) res.resume();
+      const h = new Headers();
+      for (const [k, v] of Object.entries(res.headers)) for (const x of Array.isArray(v) ? v : v === undefined ? [] : [v]) h.append(k, x);
+      resolve(
+        new Response(empty ? null : (Readable.toWeb(res) as unknown as ReadableStream<Uint8Array>), {
+          status: res.statusCode ?? 500,
+          statusText: res.statusMessage ?? '',
+          headers: h,
+        }),
+      );
+    });
+    req.end(body);
+  });
 }
 
 async function failure(res: Response): Promise<never> {
@@ -52,7 +94,9 @@ async function failure(res: Response): Promise<never> {
   try {
     parsed = text ? JSON.parse(text) : undefined;
   } catch {
-    parsed = { message: text || `HTTP ${res.status}` };
+    // Not the gateway's JSON (a proxy's page, another server at that URL): say so, not the page.
+    const type = (res.headers.get('content-type') ?? 'no content type').split(';')[0];
+    parsed = { message: `HTTP ${res.status} ${res.statusText || ''}`.trim() + ` (${type}, not a coppice gateway's answer)` };
   }
   throw errorFromBody(res.status, parsed);
 }

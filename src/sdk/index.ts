@@ -1,25 +1,22 @@
-// coppice SDK: `import { Sandbox, CoppiceClient } from 'coppice/sdk'`.
+// coppice SDK (npm package @coppice/sdk, packages/sdk): `import { Sandbox } from '@coppice/sdk'`.
+// The whole API with examples: docs/sdk.md.
 //
-//   const sb = await Sandbox.create('base', { url, apiKey });  // or COPPICE_URL / COPPICE_API_KEY
-//   const r = await sb.exec('echo hi');                        // buffered (REST)
+//   const sb = await Sandbox.create('base', { timeoutMs: 600_000 });   // url/key: options or COPPICE_URL / COPPICE_API_KEY
+//   const r = await sb.commands.run('echo hi');                       // { exitCode, stdout, stderr, ... }; CommandExitError if not 0
+//   await sb.files.write('/tmp/a.txt', 'hi'); await sb.files.read('/tmp/a.txt'); await sb.files.list('/tmp');
 //   const s = sb.execStream(['python3', '-u', 'job.py'], { onStdout: (b) => process.stdout.write(b) });
-//   const { exitCode } = await s.exited;                        // streamed (WebSocket)
-//   for await (const { stream, data } of sb.execStream('ls -l')) ...
-//   await sb.pause(); await sb.resume();
-//   const snap = await sb.snapshot(); const copy = await sb.fork();
+//   await sb.pause(); await Sandbox.connect(sb.sandboxID);             // connect resumes, as E2B's
+//   const snap = await sb.snapshot(); const copy = await sb.fork();    // fork: a Sandbox, as create
 //   await sb.kill();
-//   await Sandbox.list();
 //
-//   const gw = new CoppiceClient();                            // templates, pools, snapshots
-//   await gw.templates(); await gw.warmPool('python-bhyve', 4, { onProgress: console.log });
-//
-// Errors: every gateway refusal is a CoppiceApiError subclass named after its meaning
-// (NotFoundError, ConflictError, UnsupportedError, UnavailableError, ...) with `.status`, `.code`
-// (the gateway's stable string) and `.field`; no answer at all is a ConnectionError.
+// Units: every duration is milliseconds, named ...Ms. Errors: every one is a CoppiceError with a
+// stable `.code` ('not_found', 'conflict', 'unreachable', 'command_exit', ...); gateway refusals
+// are CoppiceApiError subclasses named after their meaning, with `.status` and `.field`.
 export { Sandbox } from './sandbox.ts';
 export type {
   AttachOptions,
   ClientOptions,
+  ConnectOptions,
   CreateOptions,
   ExecOptions,
   ExecResult,
@@ -30,6 +27,10 @@ export type {
   SandboxInfo,
   SnapshotResult,
 } from './sandbox.ts';
+export { Commands, CommandExitError } from './commands.ts';
+export type { CommandOptions, CommandResult } from './commands.ts';
+export { Files } from './files.ts';
+export type { EntryInfo, FileOptions, WriteInfo } from './files.ts';
 export { CoppiceClient } from './client.ts';
 export type { Health, PoolInfo, PoolStats, ReloadResult, SnapshotInfo, TemplateInfo, WarmOptions } from './client.ts';
 export { DEFAULT_URL, resolveConn } from './http.ts';
@@ -39,6 +40,7 @@ export {
   AuthenticationError,
   BackendError,
   CoppiceApiError,
+  CoppiceError,
   ConflictError,
   ConnectionError,
   errorFromBody,
@@ -49,7 +51,9 @@ export {
   MethodNotAllowedError,
   NotFoundError,
   PayloadTooLargeError,
+  PermissionDeniedError,
   RateLimitError,
   UnavailableError,
   UnsupportedError,
 } from './errors.ts';
+export type { ErrorCode } from './errors.ts';

@@ -1,16 +1,23 @@
 // A Sandbox: create, list, buffered exec (REST), streaming exec (WebSocket), attach, processes,
-// pause/resume, snapshot/fork, timeout, kill. Gateway URL and key come from the options or
-// COPPICE_URL / COPPICE_API_KEY.
-import type { ExecResultView, ProcessView, SnapshotView } from '../protocol/views.ts';
+// `commands` and `files` (E2B's shape), pause/resume, snapshot/fork, timeout, kill. Gateway URL
+// and key come from the options or COPPICE_URL / COPPICE_API_KEY.
+//
+// Units: every duration the SDK takes or gives is in milliseconds and named `...Ms` (E2B's JS SDK
+// does the same). The gateway keeps lifetimes in whole seconds: a lifetime in ms is rounded up to
+// the next second on the way.
+import type { ExecResultView, ProcessView, SandboxView, SnapshotView } from '../protocol/views.ts';
 import type { AttachMessage, StartMessage } from '../protocol/exec-ws.ts';
+import { Commands } from './commands.ts';
+import { InvalidArgumentError } from './errors.ts';
 import { ExecStream, type StreamCallbacks } from './exec-stream.ts';
+import { Files } from './files.ts';
 import { call, resolveConn, type ClientOptions, type Conn } from './http.ts';
 
 export type { ClientOptions };
 
 export interface CreateOptions extends ClientOptions {
-  /** Sandbox lifetime in seconds (E2B's `timeout`). */
-  timeout?: number;
+  /** Sandbox lifetime in ms from now (E2B's `timeoutMs`; default: the gateway's, 300 000). */
+  timeoutMs?: number;
   metadata?: Record<string, string>;
   envVars?: Record<string, string>;
   limits?: { memoryMiB?: number; cpus?: number; pids?: number };
@@ -23,27 +30,28 @@ export interface FromSnapshotOptions extends Omit<CreateOptions, 'limits'> {
 }
 
 export interface ForkOptions {
-  /** The fork's lifetime in seconds (default: the gateway's default). */
-  timeout?: number;
+  /** The fork's lifetime in ms (default: the gateway's default). */
+  timeoutMs?: number;
   /** The fork's metadata (default: the source's). */
   metadata?: Record<string, string>;
 }
 
-export interface SandboxInfo {
-  sandboxID: string;
-  templateID: string;
-  backend: string;
-  /** starting | running | paused | stopping | killed | failed */
-  state: string;
-  /** The actor's state in words (ready, exec, paused, draining, ...). */
-  lifecycle?: string;
-  ip: string | null;
-  startedAt: string;
-  endAt: string;
-  metadata?: Record<string, string>;
-  limits?: { memoryMiB: number; cpus: number; pids: number };
-  processes?: number;
-  [k: string]: unknown;
+/** What the gateway says about a sandbox: the same shape from create, fork, connect, get and list. */
+export type SandboxInfo = SandboxView;
+
+const INFO_KEYS = [
+  'sandboxID', 'templateID', 'backend', 'state', 'lifecycle', 'ip', 'startedAt', 'endAt',
+  'metadata', 'limits', 'cpuCount', 'memoryMB', 'processes', 'allowInternetAccess',
+] as const satisfies readonly (keyof SandboxView)[];
+
+/**
+ * coppice's own fields of a sandbox reply. Some routes also carry E2B's (envdAccessToken, clientID,
+ * envdVersion: for E2B's SDK), some do not; keeping these makes every reply one shape.
+ */
+export function sandboxInfo(raw: SandboxView): SandboxInfo {
+  const out: Record<string, unknown> = {};
+  for (const k of INFO_KEYS) if (k in raw) out[k] = raw[k];
+  return out as unknown as SandboxInfo;
 }
 
 export interface ExecOptions {
@@ -72,16 +80,31 @@ export type SnapshotResult = SnapshotView;
 
 export type ProcessInfo = ProcessView;
 
+export interface ConnectOptions extends ClientOptions {
+  /** The lifetime from now, in ms (default: the gateway's, 300 000). */
+  timeoutMs?: number;
+}
+
 const toCommand = (cmd: string | string[]) => (typeof cmd === 'string' ? { cmd } : { argv: cmd });
 /** Long operations (create, fork, snapshot copy) get a longer default deadline than plain calls. */
 const LONG_MS = 10 * 60_000;
 
 export class Sandbox {
+  /** What the gateway said about the sandbox when this handle was made (see getInfo()). */
+  readonly info: SandboxInfo;
+  /** Commands in the sandbox, E2B-style: `run`, `run(..., { background: true })`, `list`, `connect`. */
+  readonly commands: Commands;
+  /** Files in the sandbox, E2B-style: `read`, `write`, `list`, `getInfo`, `exists`, `remove`, `makeDir`. */
+  readonly files: Files;
+
   private constructor(
     private readonly conn: Conn,
-    /** What the gateway said about the sandbox when this handle was made (see getInfo()). */
-    readonly info: SandboxInfo,
-  ) {}
+    info: SandboxInfo,
+  ) {
+    this.info = sandboxInfo(info);
+    this.commands = new Commands(this);
+    this.files = new Files(conn, info.sandboxID);
+  }
 
   get sandboxID(): string {
     return this.info.sandboxID;
@@ -120,16 +143,27 @@ export class Sandbox {
     return new Sandbox(conn, info);
   }
 
-  /** A handle on an existing sandbox (checks that it exists). */
-  static async connect(sandboxID: string, opts: ClientOptions = {}): Promise<Sandbox> {
+  /** A handle on an existing sandbox as it is (checks that it exists; changes nothing). */
+  static async get(sandboxID: string, opts: ClientOptions = {}): Promise<Sandbox> {
     const conn = resolveConn(opts);
     const info = await call<SandboxInfo>(conn, 'GET', `/sandboxes/${encodeURIComponent(sandboxID)}`);
     return new Sandbox(conn, info);
   }
 
+  /**
+   * E2B's connect: a handle on the sandbox, resumed if it was paused, living `timeoutMs` from now
+   * (default: the gateway's 300 000).
+   */
+  static async connect(sandboxID: string, opts: ConnectOptions = {}): Promise<Sandbox> {
+    const conn = resolveConn(opts);
+    const body = opts.timeoutMs === undefined ? {} : { timeout: seconds('timeoutMs', opts.timeoutMs, 0) };
+    const info = await call<SandboxInfo>(conn, 'POST', `/sandboxes/${encodeURIComponent(sandboxID)}/connect`, body);
+    return new Sandbox(conn, info);
+  }
+
   /** Every live sandbox on the gateway. */
   static async list(opts: ClientOptions = {}): Promise<SandboxInfo[]> {
-    return call<SandboxInfo[]>(resolveConn(opts), 'GET', '/sandboxes');
+    return (await call<SandboxInfo[]>(resolveConn(opts), 'GET', '/sandboxes')).map(sandboxInfo);
   }
 
   private path(suffix = ''): string {
@@ -161,7 +195,7 @@ export class Sandbox {
   }
 
   async getInfo(): Promise<SandboxInfo> {
-    return call<SandboxInfo>(this.conn, 'GET', this.path());
+    return sandboxInfo(await call<SandboxInfo>(this.conn, 'GET', this.path()));
   }
 
   async pause(): Promise<void> {
@@ -172,9 +206,9 @@ export class Sandbox {
     await call(this.conn, 'POST', this.path('/resume'));
   }
 
-  /** Set the sandbox to end `seconds` from now (may shorten; E2B's setTimeout). */
-  async setTimeout(seconds: number): Promise<void> {
-    await call(this.conn, 'POST', this.path('/timeout'), { timeout: seconds });
+  /** Set the sandbox to end `timeoutMs` from now (may shorten; E2B's setTimeout). */
+  async setTimeout(timeoutMs: number): Promise<void> {
+    await call(this.conn, 'POST', this.path('/timeout'), { timeout: seconds('timeoutMs', timeoutMs, 0) });
   }
 
   /** The sandbox's files as of now (it is frozen during the copy). 501 on bhyve v1. */
@@ -184,7 +218,11 @@ export class Sandbox {
 
   /** A new, independent sandbox with this one's files as of now. 501 on bhyve v1. */
   async fork(opts: ForkOptions = {}): Promise<Sandbox> {
-    const info = await call<SandboxInfo>(this.conn, 'POST', this.path('/fork'), opts, Math.max(this.conn.timeoutMs, LONG_MS));
+    const body = {
+      ...(opts.timeoutMs !== undefined ? { timeout: seconds('timeoutMs', opts.timeoutMs, 1) } : {}),
+      ...(opts.metadata ? { metadata: opts.metadata } : {}),
+    };
+    const info = await call<SandboxInfo>(this.conn, 'POST', this.path('/fork'), body, Math.max(this.conn.timeoutMs, LONG_MS));
     return new Sandbox(this.conn, info);
   }
 
@@ -202,10 +240,18 @@ export class Sandbox {
   }
 }
 
+/** A lifetime in ms as the gateway's whole seconds (rounded up), refused here when it is not one. */
+function seconds(field: string, ms: number, min: number): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < min * 1000) {
+    throw new InvalidArgumentError(400, 'bad_request', `${field}: must be a number of milliseconds >= ${min * 1000}`, field);
+  }
+  return Math.ceil(ms / 1000);
+}
+
 /** The optional create fields both create forms send (only those given). */
-function createFields(opts: { timeout?: number; metadata?: unknown; envVars?: unknown; limits?: unknown }): Record<string, unknown> {
+function createFields(opts: { timeoutMs?: number; metadata?: unknown; envVars?: unknown; limits?: unknown }): Record<string, unknown> {
   return {
-    ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}),
+    ...(opts.timeoutMs !== undefined ? { timeout: seconds('timeoutMs', opts.timeoutMs, 1) } : {}),
     ...(opts.metadata ? { metadata: opts.metadata } : {}),
     ...(opts.envVars ? { envVars: opts.envVars } : {}),
     ...(opts.limits ? { limits: opts.limits } : {}),

@@ -13,6 +13,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Sandbox } from '../../src/sdk/index.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 const root = process.getuid?.() === 0;
@@ -111,7 +112,7 @@ describe('coppice CLI (real binary, real gateway)', { skip, timeout: 300_000 }, 
 
   it('help and usage errors exit 0 / 2', async () => {
     const help = await expect(0, ['--help']);
-    assert.match(help.stdout, /sbx\s+create \| ls \| info/);
+    assert.match(help.stdout, /sbx\s+sandboxes:\s+create \| ls \| info/);
     assert.match(help.stdout, /3 not found/);
     await expect(2, []);
     await expect(2, ['nonsense']);
@@ -253,13 +254,89 @@ describe('coppice CLI (real binary, real gateway)', { skip, timeout: 300_000 }, 
     await expect(3, ['pool', 'drain', 'nosuch']);
   });
 
+  it('sbx connect resumes and sets the lifetime; sbx timeout moves the end; global flags before the command', async () => {
+    const env = { COPPICE_URL: undefined, COPPICE_API_KEY: undefined };
+    const g = ['--url', gw.url, '--key', gw.key];
+    // Global flags before the group, between group and command, and after.
+    const id = (await expect(0, [...g, 'sbx', 'create', 'busybox', '--timeout', '600'], env)).stdout.trim();
+    sandboxes.add(id);
+    await expect(0, ['--url', gw.url, 'sbx', '--key', gw.key, 'pause', id], env);
+    const back = JSON.parse((await expect(0, ['sbx', '--json', 'connect', id, '--timeout', '900', ...g], env)).stdout) as { state: string; endAt: string };
+    assert.equal(back.state, 'running');
+    const left = (iso: string) => Date.parse(iso) - Date.now();
+    assert.ok(left(back.endAt) > 890_000 && left(back.endAt) <= 900_000, back.endAt);
+
+    assert.equal((await expect(0, ['sbx', 'timeout', id, '1200'])).stdout.trim(), id);
+    const info = JSON.parse((await expect(0, ['--json', 'sbx', 'info', id])).stdout) as { endAt: string };
+    assert.ok(left(info.endAt) > 1_190_000 && left(info.endAt) <= 1_200_000, info.endAt);
+    await expect(2, ['sbx', 'timeout', id]);
+    await expect(2, ['sbx', 'timeout', id, 'soon']);
+    await expect(3, ['sbx', 'timeout', 'zzzzzzzzzz', '60']);
+    await expect(3, ['sbx', 'connect', 'zzzzzzzzzz']);
+    // timeout 0 ends it now.
+    await expect(0, ['sbx', 'timeout', id, '0']);
+    sandboxes.delete(id);
+  });
+
+  it('sbx logs: the latest command\'s output, or a running one\'s so far (then -f to its exit)', async () => {
+    const id = (await expect(0, ['sbx', 'create', 'busybox'])).stdout.trim();
+    sandboxes.add(id);
+    await expect(0, ['sbx', 'exec', id, '--', 'sh', '-c', 'echo one; echo two >&2']);
+    const last = await expect(0, ['sbx', 'logs', id]);
+    assert.deepEqual([last.stdout, last.stderr], ['one\n', 'two\n']);
+
+    const sb = await Sandbox.get(id, { url: gw.url, apiKey: gw.key });
+    const bg = sb.execStream('echo first; read x; echo "then $x"', { stdin: true });
+    let seen = '';
+    for await (const c of bg) {
+      seen += Buffer.from(c.data).toString();
+      if (seen.includes('first\n')) break;
+    }
+    const pid = bg.processID!;
+    // Without -f: what there is so far, and back while the command still runs.
+    assert.equal((await expect(0, ['sbx', 'logs', id, pid])).stdout, 'first\n');
+    const follow = cli(['sbx', 'logs', id, pid, '-f']);
+    bg.write('go\n');
+    const f = await follow;
+    assert.deepEqual([f.code, f.stdout], [0, 'first\nthen go\n']);
+    await expect(3, ['sbx', 'logs', id, 'no-such-process']);
+    await expect(0, ['sbx', 'rm', id]);
+    sandboxes.delete(id);
+  });
+
+  it('a reader that goes away is the end of the output: `sbx ls | head -1` exits 0, no stack trace', async () => {
+    const ids = await Promise.all([0, 1, 2].map(async () => (await expect(0, ['sbx', 'create', 'busybox'])).stdout.trim()));
+    for (const i of ids) sandboxes.add(i);
+    const pipe = (tail: string) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const line = `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} sbx ls | ${tail}`;
+        const child = spawn('bash', ['-o', 'pipefail', '-c', line], { env: { ...process.env, COPPICE_URL: gw.url, COPPICE_API_KEY: gw.key } });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (b: Buffer) => (out += b));
+        child.stderr.on('data', (b: Buffer) => (err += b));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout: out, stderr: err }));
+      });
+    const head = await pipe('head -1');
+    assert.equal(head.code, 0, head.stderr);
+    assert.match(head.stdout, /^ID\s+TEMPLATE.*\n$/);
+    assert.equal(head.stderr, '');
+    // A reader that is gone before coppice writes at all: the write fails with EPIPE.
+    const gone = await pipe('true');
+    assert.equal(gone.code, 0, gone.stderr);
+    assert.equal(gone.stderr, '');
+    await expect(0, ['sbx', 'rm', ...ids]);
+    for (const i of ids) sandboxes.delete(i);
+  });
+
   it('auth and reachability: 7 for a missing or wrong key, 10 when nothing answers; flags beat the environment', async () => {
     const wrong = await expect(7, ['tpl', 'list', '--key', 'wrong']);
     assert.match(wrong.stderr, /missing or invalid API key.*check --key or COPPICE_API_KEY/);
     const none = await expect(7, ['sbx', 'ls'], { COPPICE_API_KEY: undefined });
     assert.match(none.stderr, /no API key/);
     const down = await expect(10, ['sbx', 'ls', '--url', 'http://127.0.0.1:9']);
-    assert.match(down.stderr, /is the gateway running/);
+    assert.match(down.stderr, /^coppice sbx ls: cannot connect to http:\/\/127\.0\.0\.1:9: .*\n$/);
     const downJson = JSON.parse((await expect(10, ['tpl', 'list', '--json'], { COPPICE_URL: 'http://127.0.0.1:9' })).stdout) as { error: string };
     assert.equal(downJson.error, 'unreachable');
     await expect(0, ['tpl', 'list', '--url', gw.url, '--key', gw.key], { COPPICE_URL: 'http://127.0.0.1:9', COPPICE_API_KEY: 'nope' });

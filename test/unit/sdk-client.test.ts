@@ -148,7 +148,7 @@ describe('Sandbox', () => {
     routes.set('POST /sandboxes/aaaaaaaaaa/fork', (_q, res) => json(res, 201, info('cccccccccc')));
     routes.set('DELETE /sandboxes/aaaaaaaaaa', (_q, res) => json(res, 204));
 
-    const sb = await Sandbox.create('base', { url, apiKey: KEY, timeout: 60, envVars: { A: '1' }, metadata: { m: 'n' }, limits: { memoryMiB: 256 } });
+    const sb = await Sandbox.create('base', { url, apiKey: KEY, timeoutMs: 59_001, envVars: { A: '1' }, metadata: { m: 'n' }, limits: { memoryMiB: 256 } });
     assert.equal(sb.sandboxID, 'aaaaaaaaaa');
     assert.deepEqual(seen[0]!.body, { templateID: 'base', timeout: 60, metadata: { m: 'n' }, envVars: { A: '1' }, limits: { memoryMiB: 256 } });
     assert.equal(seen[0]!.auth, `Bearer ${KEY}`);
@@ -159,10 +159,10 @@ describe('Sandbox', () => {
     assert.deepEqual(seen.at(-1)!.body, { cmd: 'echo hi' });
     await sb.pause();
     await sb.resume();
-    await sb.setTimeout(30);
+    await sb.setTimeout(30_000);
     assert.deepEqual(seen.at(-1)!.body, { timeout: 30 });
     assert.equal((await sb.snapshot()).snapshotID, 'snap-bbbbbbbbbb');
-    const fork = await sb.fork({ timeout: 10 });
+    const fork = await sb.fork({ timeoutMs: 10_000 });
     assert.equal(fork.sandboxID, 'cccccccccc');
     assert.deepEqual(seen.at(-1)!.body, { timeout: 10 });
     await sb.kill();
@@ -187,10 +187,10 @@ describe('Sandbox', () => {
     routes.set('POST /sandboxes/aaaaaaaaaa/snapshot', (_q, res) => json(res, 501, { code: 501, error: 'unsupported', message: 'snapshot not supported on bhyve backend v1' }));
     routes.set('POST /sandboxes/aaaaaaaaaa/pause', (_q, res) => json(res, 409, { code: 409, error: 'conflict', message: 'cannot pause a sandbox that is paused' }));
     await assert.rejects(Sandbox.create('base', { url, apiKey: KEY, limits: { memoryMiB: 1 } }), (e) => e instanceof InvalidArgumentError && e.field === 'limits.memoryMiB');
-    const sb = await Sandbox.connect('aaaaaaaaaa', { url, apiKey: KEY });
+    const sb = await Sandbox.get('aaaaaaaaaa', { url, apiKey: KEY });
     await assert.rejects(sb.snapshot(), (e) => e instanceof UnsupportedError && /bhyve backend v1/.test(e.message));
     await assert.rejects(sb.pause(), ConflictError);
-    await assert.rejects(Sandbox.connect('zzzzzzzzzz', { url, apiKey: KEY }), NotFoundError);
+    await assert.rejects(Sandbox.get('zzzzzzzzzz', { url, apiKey: KEY }), NotFoundError);
   });
 });
 
