@@ -20,15 +20,8 @@ const prefix = `cpv${tag}`;
 const bridge = `cpv${tag}br`;
 const state = mkdtempSync(join(tmpdir(), 'coppice-microvm-gw-'));
 
-function freeNet(): string {
-  const used = execFileSync('ip', ['-4', '-o', 'addr']).toString() + execFileSync('ip', ['-4', 'route']).toString();
-  for (let i = 0; i < 100; i++) {
-    const n = `10.97.${1 + Math.floor(Math.random() * 254)}`;
-    if (!used.includes(`${n}.`)) return n;
-  }
-  throw new Error('no free 10.97.X.0/24');
-}
-const net3 = freeNet();
+// The gateway's bhyve backend takes guest addresses from 10.77.0.0/24 (the seed's subnet).
+const net3 = '10.77.0';
 const env = {
   COPPICE_POOL_CTL_STATE: state,
   COPPICE_POOL_CTL_SUBNET: `${net3}.0/24`,
@@ -74,6 +67,8 @@ let gw: ChildGateway | undefined;
 let kernel: GuestKernel;
 
 before(async () => {
+  const used = execFileSync('ip', ['-4', '-o', 'addr']).toString();
+  if (used.includes(' 10.77.0.')) throw new Error('10.77.0.0/24 is in use on this host; the test needs it');
   await run(BUILD_IMAGE, [TEMPLATE, IMAGES, BASE], { timeout: 600_000 });
   kernel = await guestKernel();
 });
