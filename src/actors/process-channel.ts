@@ -28,6 +28,7 @@
 // contiguous buffer per stream (output() hands it over without a copy) and is released once
 // handed over after the exit, not kept for the process table's retention.
 import type { ProcessExit } from '../../machines/types.ts';
+import { Capture } from './capture.ts';
 
 export type Stream = 'stdout' | 'stderr';
 
@@ -107,32 +108,6 @@ export const DEFAULT_REPLAY_LIMIT = 4 * 1024 * 1024;
 /** An unread command's pace: this many bytes per tick (~1.3 MB/s), once its ring has been refilled. */
 export const UNREAD_SLICE = 64 * 1024;
 export const UNREAD_TICK_MS = 50;
-
-/** A capped, growing, contiguous copy of one stream. */
-class Capture {
-  private buf: Buffer | null = null;
-  length = 0;
-  released = false;
-
-  constructor(private readonly limit: number) {}
-
-  append(chunk: Buffer): void {
-    // Allocated once at the cap: growing by doubling left as much garbage as it kept, and a big
-    // untouched allocation costs address space, not RAM, until bytes are written into it.
-    this.buf ??= Buffer.allocUnsafe(this.limit);
-    chunk.copy(this.buf, this.length);
-    this.length += chunk.length;
-  }
-
-  bytes(): Buffer {
-    return this.buf ? this.buf.subarray(0, this.length) : Buffer.alloc(0);
-  }
-
-  release(): void {
-    this.buf = null;
-    this.released = true;
-  }
-}
 
 export class ProcessChannel {
   readonly startedAt = Date.now();

@@ -1,7 +1,7 @@
 // One command inside a sandbox: `runc exec --process <json>`, so argv/env/cwd reach the kernel exactly
 // as given (no shell, no quoting). Without a terminal runc hands its own stdio fds to the command, so
-// our pipes carry raw bytes end to end. The JSON and the pid file live in a memory-backed runtime
-// dir (not the sandbox dir on the state disk), so exec keeps working while that disk is full.
+// our pipes carry raw bytes end to end. The JSON and the pid file live in a runtime dir (/run,
+// a tmpfs on a usual host), not the sandbox dir on the state disk: exec works while that is full.
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { constants } from 'node:os';
@@ -22,7 +22,7 @@ export const EXEC_FILE_PREFIX = 'exec-';
 export interface StartExecInput {
   runc: string;
   container: string;
-  /** Where the process JSON and runc's pid file go: outside every rootfs, root-only, memory-backed. */
+  /** Where the process JSON and runc's pid file go: outside every rootfs, root-only, off the state disk. */
   dir: string;
   process: OciProcess;
 }

@@ -67,8 +67,8 @@ export interface LinuxJailOptions {
   /** The idmapped-mount helper (ops/idmap). Default /usr/local/lib/coppice/coppice-idmap. */
   idmapHelper?: string;
   /**
-   * Memory-backed dir for per-exec pid files (never the state disk, so exec works while it is
-   * full). Default /run/coppice.
+   * Runtime dir for per-exec process JSON and pid files, off the state disk so exec works while
+   * that is full (/run is a tmpfs on a usual host). Default /run/coppice.
    */
   runtimeDir?: string;
 }
@@ -384,7 +384,6 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
           createdAt: new Date().toISOString(),
         });
       } catch (e) {
-        if (isNoSpace(e)) throw insufficientStorage(`snapshot of ${handle.id}: the gateway's state disk is full: ${message(e)}`, e);
         throw backendFailed(`snapshot of ${handle.id}: ${message(e)}`, e);
       } finally {
         if (frozeIt) await thaw(freezer).catch((e) => log.warn({ id: handle.id, err: message(e) }, 'thaw after snapshot failed'));
