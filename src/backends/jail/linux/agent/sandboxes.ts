@@ -56,6 +56,7 @@ export class SandboxAgents {
     const prev = this.entries.get(id);
     const entry: Entry = { state: 'pending', sock, starting: prev?.starting ?? new Set() };
     this.entries.set(id, entry);
+    prev?.client?.close(); // replaced: its end is expected (the handler sees a newer entry)
     if (!required && !existsSync(sock)) {
       entry.state = 'none';
       this.log.info({ id }, 'sandbox has no agent (created without one): exec uses runc exec');
