@@ -19,6 +19,7 @@ export const {
   ConnectionError,
   errorFromBody,
   GatewayTimeoutError,
+  InsufficientStorageError,
   InternalServerError,
   InvalidArgumentError,
   MethodNotAllowedError,

@@ -43,6 +43,7 @@ export async function platformJailBackend(config: Config, logger: Logger): Promi
       subnet: config.jailSubnet,
       logger,
       hardening: config.jailHardening === 'on',
+      agent: config.jailAgent ?? 'auto',
       uidBase: config.jailUidBase,
       diskMiB: config.diskMib,
       maxDiskMiB: config.maxDiskMib,

@@ -52,6 +52,8 @@ export const configSchema = z
     jailUidBase: count.pipe(z.number().int().min(65_536).max(4_294_967_294 - 65_536)).default('1000000000'),
     /** off: no user namespace / seccomp (for benchmarks comparing the cost only). */
     jailHardening: z.enum(['on', 'off']).default('on'),
+    /** coppice-agent as the jail sandboxes' init + exec channel; absent: on when installed (docs/agent.md). */
+    jailAgent: z.enum(['on', 'off']).optional(),
     /** Operator ceilings on what one create may ask for (400 naming the field beyond). */
     maxMemoryMib: count.pipe(z.number().int().min(16).max(16 * 1024 * 1024)).default('8192'),
     maxCpus: count.pipe(z.number().int().min(1).max(1024)).default('4'),
@@ -101,6 +103,7 @@ export const FLAGS = {
   'max-disk-mib': 'maxDiskMib',
   'jail-uid-base': 'jailUidBase',
   'jail-hardening': 'jailHardening',
+  'jail-agent': 'jailAgent',
   'jail-allow-host-ports': 'jailAllowHostPorts',
   'max-concurrent-creates': 'maxConcurrentCreates',
   'create-queue': 'createQueue',

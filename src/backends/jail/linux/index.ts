@@ -1,6 +1,6 @@
 // The jail backend's Linux driver: runc + overlayfs + a netns with a routed veth per sandbox
 // (DESIGN.md "Backends"). This file only sequences; each host mechanism lives in its own module.
-import { chmodSync, chownSync, existsSync, symlinkSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, rmSync, symlinkSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { BackendLogger } from '../../types.ts';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -27,13 +27,19 @@ import { seccompProfile } from './seccomp.ts';
 import { RANGE, readUidBase, UidRanges } from './userns.ts';
 import { INIT_PID_FILE } from './runc.ts';
 import { TemplateUsers } from './users.ts';
+import { agentExec } from './agent/exec.ts';
+import { AGENT_SOCKET, createUnderAgent } from './agent/launch.ts';
+import { SandboxAgents, type AgentState } from './agent/sandboxes.ts';
 
 export { findLeftovers, findLeftoversByName } from './leftovers.ts';
 
 export type Logger = BackendLogger;
 
 /** Steps of create, in order; named in errors and offered to `hooks.beforeStep`. */
-export type CreateStep = 'address' | 'userns' | 'dir' | 'disk' | 'snapshot' | 'overlay' | 'netns' | 'netns-inside' | 'firewall' | 'config' | 'runc-create' | 'runc-start';
+export type CreateStep = 'address' | 'userns' | 'dir' | 'disk' | 'snapshot' | 'overlay' | 'netns' | 'netns-inside' | 'firewall' | 'config' | 'runc-create' | 'runc-start' | 'agent';
+
+/** Where ops/agent/build.sh installs coppice-agent. */
+export const DEFAULT_AGENT = '/usr/local/lib/coppice/coppice-agent';
 
 export interface LinuxJailOptions {
   stateDir: string;
@@ -71,12 +77,25 @@ export interface LinuxJailOptions {
    * that is full (/run is a tmpfs on a usual host). Default /run/coppice.
    */
   runtimeDir?: string;
+  /**
+   * coppice-agent as every new sandbox's init, and exec through it (docs/agent.md). 'auto' (the
+   * default): on when the binary exists, else off with one warning. 'on' with no binary fails.
+   */
+  agent?: 'on' | 'off' | 'auto';
+  /** The agent binary on the host. Default DEFAULT_AGENT. */
+  agentPath?: string;
 }
 
 export type LinuxJailBackend = Backend & {
   defaultUser(template: Template): string;
   /** The address pool (for re-adoption after restart: `pool.claim(ip)`). */
   readonly pool: AddressPool;
+  /** Whether new sandboxes get the agent as their init. */
+  readonly agentEnabled: boolean;
+  /** A sandbox's agent: connected (exec goes through it), pending, degraded or none (runc exec). */
+  agentState(id: string): AgentState;
+  /** How many execs went each way since start (tests, diagnostics). */
+  readonly execCounts: { agent: number; runc: number };
 };
 
 const stderrLogger: Logger = {
@@ -116,8 +135,17 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
   if (hardening && !existsSync(idmapHelper)) {
     throw backendFailed(`jail/linux: ${idmapHelper} is missing (sh ops/idmap/build.sh, run by ops/setup.sh)`);
   }
-  for (const p of [hostInit, hostBusybox]) {
-    if (!existsSync(p)) throw backendFailed(`jail/linux: ${p} is missing (apt install tini busybox-static)`);
+  const agentPath = opts.agentPath ?? DEFAULT_AGENT;
+  const agentMode = opts.agent ?? 'auto';
+  const useAgent = agentMode !== 'off' && existsSync(agentPath);
+  if (agentMode === 'on' && !useAgent) throw backendFailed(`jail/linux: ${agentPath} is missing (sh ops/agent/build.sh, run by ops/setup.sh)`);
+  if (agentMode === 'auto' && !useAgent) log.warn({ agent: agentPath }, 'coppice-agent not installed: jail sandboxes start with tini and exec through runc exec');
+  const agents = new SandboxAgents(log);
+  const execCounts = { agent: 0, runc: 0 };
+  if (!useAgent) {
+    for (const p of [hostInit, hostBusybox]) {
+      if (!existsSync(p)) throw backendFailed(`jail/linux: ${p} is missing (apt install tini busybox-static)`);
+    }
   }
   await mkdir(join(opts.stateDir, 'sandboxes'), { recursive: true, mode: 0o700 });
   const execDir = join(opts.runtimeDir ?? '/run/coppice', 'exec');
@@ -218,8 +246,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       id: n.id,
       cgroupsPath: n.cgroupsPath,
       limits: spec.limits,
-      hostInit,
-      hostBusybox,
+      ...(useAgent ? { hostAgent: agentPath } : { hostInit, hostBusybox }),
       rlimits,
       ...(hardening ? { userns: { hostBase: uidBase, size: RANGE }, seccomp } : {}),
     });
@@ -227,7 +254,8 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
 
     await at('runc-create');
     undo.push('runc', mustClear(async () => [...(await removeContainer(runc, n)), ...(await removeCgroups(n))]));
-    await runc.create(n.container, n.dir, signal);
+    if (useAgent) await createUnderAgent({ runc: runc.bin, agent: agentPath, container: n.container, bundle: n.dir, signal });
+    else await runc.create(n.container, n.dir, signal);
     const initPid = Number(readFileSync(join(n.dir, INIT_PID_FILE), 'utf8').trim());
 
     await at('netns');
@@ -242,12 +270,21 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
 
     await at('runc-start');
     await runc.start(n.container, signal);
+
+    if (useAgent) {
+      await at('agent');
+      undo.push('agent', () => agents.forget(n.id));
+      await agents.connect(n.id, join(n.dir, AGENT_SOCKET), true);
+    }
     return { ip, uidBase };
   }
 
   const backend: LinuxJailBackend = {
     kind: 'jail',
     pool,
+    agentEnabled: useAgent,
+    agentState: (id: string) => agents.state(id),
+    execCounts,
 
     async create(spec: CreateSpec, signal?: AbortSignal): Promise<SandboxHandle> {
       assertId(spec.id);
@@ -321,7 +358,9 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
 
     async destroy(handle: SandboxHandle): Promise<void> {
       const n = names(handle.id);
+      agents.forget(handle.id); // before the kill: its connection ending is no degradation
       const { left, addressReusable } = await teardown(runc, n);
+      rmSync(join(n.dir, AGENT_SOCKET), { force: true }); // gone with the dir, unless the dir was left
       left.push(...(await firewall.unregister(n.vethHost, handle.ip)));
       // The uid range is free once no process of the sandbox can be left (its container is gone).
       if (!left.some((l) => l.startsWith('runc container'))) ranges.release(handle.id);
@@ -338,6 +377,15 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       const n = names(handle.id);
       const userName = spec.user ?? (users.has(templatePath, 'user') ? 'user' : 'root');
       const user = users.resolve(templatePath, userName);
+      const client = agents.client(handle.id);
+      if (client) {
+        const p = agentExec(client, { argv: spec.argv, env: spec.env, cwd: spec.cwd, user });
+        agents.track(handle.id, p.started);
+        execCounts.agent++;
+        return p;
+      }
+      // No agent (off, adopted from a gateway without one) or its connection is gone (degraded).
+      execCounts.runc++;
       const proc = buildExecProcess({ argv: spec.argv, env: spec.env, cwd: spec.cwd, user, rlimits, noNewPrivileges: hardening && user.uid === 0 });
       if (!existsSync(n.dir)) throw notFound(`sandbox ${handle.id}`);
       try {
@@ -349,6 +397,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
 
     async pause(handle: SandboxHandle): Promise<void> {
       try {
+        await agents.settleStarts(handle.id); // an exec accepted just before runs before the freeze
         await freeze(freezerStatePath(handle.id));
       } catch (e) {
         throw backendFailed(`pause ${handle.id}: ${message(e)}`, e);
@@ -361,6 +410,8 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       } catch (e) {
         throw backendFailed(`resume ${handle.id}: ${message(e)}`, e);
       }
+      // Adopted while frozen: its agent could not answer until now.
+      if (agents.state(handle.id) === 'pending') await agents.connect(handle.id, join(names(handle.id).dir, AGENT_SOCKET), false);
     },
 
     async snapshot(handle: SandboxHandle, snapshotID: string): Promise<SnapshotRecord> {
@@ -372,6 +423,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       let frozeIt = false;
       try {
         if (!wasFrozen) {
+          await agents.settleStarts(handle.id);
           await freeze(freezer);
           frozeIt = true;
         }
@@ -420,6 +472,14 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
         busy.delete(handle.id);
         throw backendFailed(`adopt ${handle.id}: firewall: ${message(e)}`, e);
       }
+      // Reconnect to its agent (the newest connection wins over the dead gateway's). A frozen agent
+      // cannot say HELLO: connect at resume. Never fails the adoption: without it, runc exec.
+      if (useAgent) {
+        const sock = join(names(handle.id).dir, AGENT_SOCKET);
+        const frozen = (await readFreezer(freezerStatePath(handle.id)).catch(() => 'THAWED')) !== 'THAWED';
+        if (frozen) agents.expect(handle.id, sock);
+        else await agents.connect(handle.id, sock, false);
+      }
     },
 
     deleteSnapshot: (snapshotID: string) => deleteSnapshot(opts.stateDir, snapshotID),
@@ -459,6 +519,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       // Every sandbox object is per sandbox and owned by its actor's destroy(); the one host-wide
       // thing is the nft table (kept if sandbox veths still exist: see firewall.ts).
       users.clear();
+      agents.closeAll();
       await firewall.close();
     },
   };

@@ -67,6 +67,10 @@ export interface IdMapping {
 
 /** Where the host's static tini and busybox appear inside every sandbox (bind-mounted read-only). */
 export const INIT_PATH = '/.coppice/init';
+/** Where coppice-agent appears when it is the init (docs/agent.md); it names itself coppice-init. */
+export const AGENT_PATH = '/.coppice/agent';
+/** The agent serves on the listening socket runc passed as fd 3 (`runc create --preserve-fds 1`). */
+export const AGENT_INIT_ARGS = [AGENT_PATH, '--listen-fd', '3'];
 export const BUSYBOX_PATH = '/.coppice/busybox';
 /** ~68 years: busybox `sleep` takes it, and PID 1 just has to stay alive while tini reaps orphans. */
 export const INIT_ARGS = [INIT_PATH, '-s', '--', BUSYBOX_PATH, 'sleep', '2147483647'];
@@ -139,9 +143,11 @@ export interface ConfigInput {
   netnsPath?: string;
   cgroupsPath: string;
   limits: Limits;
-  /** Host paths of a static tini and a static busybox. */
-  hostInit: string;
-  hostBusybox: string;
+  /** Host paths of a static tini and a static busybox (the init without an agent). */
+  hostInit?: string;
+  hostBusybox?: string;
+  /** Host path of coppice-agent: when set it is the init instead of tini (no tini, no busybox). */
+  hostAgent?: string;
   /** Default `nofile()`. */
   rlimits?: Rlimit[];
   /** Hardening (userns.ts, seccomp.ts): sandbox uids 0..size-1 are host uids hostBase.. */
@@ -160,12 +166,25 @@ export function limitsToResources(limits: Limits): OciConfig['linux']['resources
 
 export function buildConfig(input: ConfigInput): OciConfig {
   const ro = ['bind', 'ro', 'nosuid', 'nodev'];
+  let init: { args: string[]; mounts: OciMount[] };
+  if (input.hostAgent) {
+    init = { args: [...AGENT_INIT_ARGS], mounts: [{ destination: AGENT_PATH, type: 'bind', source: input.hostAgent, options: ro }] };
+  } else {
+    if (!input.hostInit || !input.hostBusybox) throw new Error('buildConfig: hostInit and hostBusybox, or hostAgent');
+    init = {
+      args: [...INIT_ARGS],
+      mounts: [
+        { destination: INIT_PATH, type: 'bind', source: input.hostInit, options: ro },
+        { destination: BUSYBOX_PATH, type: 'bind', source: input.hostBusybox, options: ro },
+      ],
+    };
+  }
   return {
     ociVersion: '1.0.2-dev',
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      args: [...INIT_ARGS],
+      args: init.args,
       env: [DEFAULT_PATH],
       cwd: '/',
       capabilities: capabilitiesFor(0),
@@ -188,8 +207,7 @@ export function buildConfig(input: ConfigInput): OciConfig {
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       // Shows the sandbox its own cgroup (limits visible inside), read-only.
       { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
-      { destination: INIT_PATH, type: 'bind', source: input.hostInit, options: ro },
-      { destination: BUSYBOX_PATH, type: 'bind', source: input.hostBusybox, options: ro },
+      ...init.mounts,
     ],
     linux: {
       namespaces: [

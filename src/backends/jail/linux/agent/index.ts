@@ -1,4 +1,4 @@
-// coppice-agent client (see docs/agent.md). Not wired into the jail driver yet.
+// coppice-agent client (see docs/agent.md). The Linux jail driver keeps one per sandbox (sandboxes.ts).
 export { AgentClient, type AgentProcInfo, type AgentStats } from './client.ts';
 export { AgentConnection, type AgentHello } from './connection.ts';
 export { AgentProcess } from './process.ts';
