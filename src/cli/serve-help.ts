@@ -22,6 +22,7 @@ export const SERVE_FLAG_HELP: Record<string, { arg: string; help: string }> = {
   'max-memory-mib': { arg: 'N', help: 'ceiling on limits.memoryMiB per create (400 beyond)' },
   'max-cpus': { arg: 'N', help: 'ceiling on limits.cpus' },
   'max-pids': { arg: 'N', help: 'ceiling on limits.pids' },
+  'jail-agent': { arg: 'on|off', help: "coppice-agent as every jail sandbox's init, exec through it (default: on when installed)" },
   'max-timeout': { arg: 'SECONDS', help: "ceiling on a sandbox's timeout" },
   'memory-budget-mib': { arg: 'N', help: "sum of every sandbox's memory limit (default 4x host RAM; 429 beyond)" },
   domain: { arg: 'D', help: 'sandbox ports as <port>-<id>.D through the gateway (E2B getHost)' },
