@@ -30,7 +30,6 @@ export const SERVE_FLAG_HELP: Record<string, { arg: string; help: string }> = {
   'max-disk-mib': { arg: 'N', help: 'ceiling on limits.diskMiB' },
   'jail-uid-base': { arg: 'N', help: 'first host uid of the per-sandbox user-namespace ranges' },
   'jail-hardening': { arg: 'on|off', help: 'user namespaces + seccomp (off only to benchmark the cost)' },
-  'jail-agent': { arg: 'on|off', help: 'coppice-agent as every jail sandbox\'s init, exec through it (default: on when installed)' },
   'jail-allow-host-ports': { arg: 'LIST', help: 'host services sandboxes may reach, e.g. tcp:8080,udp:53 (unset: none)' },
   'max-concurrent-creates': { arg: 'N', help: 'creates at once' },
   'create-queue': { arg: 'N', help: 'creates waiting for a turn (429 beyond)' },
