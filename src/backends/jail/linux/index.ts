@@ -236,6 +236,11 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
     if (spec.internet) {
       const ns = hostNameservers();
       if (ns.length > 0) await seedResolvConf(n, resolvConfText(ns), RESOLV_MARKER, uidBase);
+    } else {
+      // No egress: the resolver is the sandbox's gateway address, where the firewall refuses DNS
+      // at once (ICMP port unreachable / TCP reset). The template's own nameserver would be
+      // routed off the host and silently dropped: every lookup would wait out its timeouts.
+      await seedResolvConf(n, resolvConfText([pool.gateway]), RESOLV_MARKER, uidBase);
     }
     await mountOverlay(n, lower, signal);
 
