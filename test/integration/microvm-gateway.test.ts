@@ -127,7 +127,7 @@ test('a microVM sandbox through the gateway runs its own kernel; pause stops it;
   assert.equal((await exec("python3 -c 'print(6*7)'")).stdout, '42\n');
 
   // Paused: a counter makes no progress; resumed: it goes on.
-  await exec('nohup sh -c "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done" >/dev/null 2>&1 &');
+  await exec(`nohup sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done' >/dev/null 2>&1 &`);
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal((await gw.api('POST', `/sandboxes/${id}/pause`)).status, 204);
   // The sandbox's guest is a stopped VMM while paused (no vCPU runs: no progress at all).

@@ -410,7 +410,7 @@ describe('network isolation: sandboxes behind the inet coppice table', { skip },
     assert.ok(counter('prerouting', 'saddr != @sandboxes') - before >= 6, 'the anti-spoofing rule dropped them');
   });
 
-  test('DNS: an egress sandbox gets the host\'s upstream nameservers; the others keep the template\'s file', async () => {
+  test('DNS: an egress sandbox gets the host\'s upstream nameservers; the others their gateway address (refused there)', async () => {
     const ns = hostNameservers();
     const a = (await exec(A.id, ['cat', '/etc/resolv.conf'])).stdout;
     const b = (await exec(B.id, ['cat', '/etc/resolv.conf'])).stdout;
@@ -418,7 +418,8 @@ describe('network isolation: sandboxes behind the inet coppice table', { skip },
       assert.ok(a.startsWith(RESOLV_MARKER), a);
       assert.deepEqual(parseNameservers(a), ns);
     }
-    assert.ok(!b.startsWith(RESOLV_MARKER));
+    assert.ok(b.startsWith(RESOLV_MARKER), b);
+    assert.deepEqual(parseNameservers(b), [SUBNET.replace(/\.0\/24$/, '.1')]);
     // The filtering itself: loopback, IPv6 and the host's own addresses are unusable from a sandbox.
     assert.deepEqual(usableNameservers(['127.0.0.53', '::1', 'fd00::1', '10.9.8.7', '192.0.2.99', '0.0.0.0'], new Set(['192.0.2.99'])), ['10.9.8.7']);
   });
