@@ -76,8 +76,18 @@ export function createRunner(backendOf: (handle: SandboxHandle) => Backend) {
       if (request.stdin && request.stdin.length > 0) proc.stdin.write(request.stdin);
       if (!request.keepStdinOpen) proc.stdin.end();
 
+      // The exit is reported after the last output byte is in the channel: a source paused by
+      // backpressure or pacing may still hold output when the command's exit arrives (the agent
+      // reports the exit at once), and the channel takes no bytes after its exit.
+      const drained = (s: NodeJS.ReadableStream & { readableEnded?: boolean; destroyed?: boolean }) =>
+        new Promise<void>((resolve) => {
+          if (s.readableEnded || s.destroyed) return resolve();
+          s.once('end', resolve);
+          s.once('close', resolve);
+        });
       proc.exited.then(
-        (exit) => finish({ exitCode: exit.exitCode, signal: exit.signal }),
+        (exit) =>
+          void Promise.all([drained(proc.stdout), drained(proc.stderr)]).then(() => finish({ exitCode: exit.exitCode, signal: exit.signal })),
         (err) => finish({ exitCode: null, signal: null, error: toErrorInfo(err) }),
       );
 
