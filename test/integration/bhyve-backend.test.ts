@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promisify } from 'node:util';
 import { CoppiceError } from '../../src/errors.ts';
+import { DEFAULT_LIMITS } from '../../src/backends/types.ts';
 import { httpStatusOf } from '../../src/http/errors.ts';
 import { createBhyveBackend, type BhyveBackend } from '../../src/backends/bhyve/backend.ts';
 import { PoolCtlClient } from '../../src/backends/bhyve/pool-ctl.ts';
@@ -65,7 +66,7 @@ function faulty(fault: string): BhyveBackend {
 }
 
 const spec = (id: string): CreateSpec => ({
-  id, template: { name: TEMPLATE, path: join(IMAGES, `${TEMPLATE}.img`), backend: 'bhyve' }, limits: { memoryMiB: 256, cpus: 1, pids: 256 },
+  id, template: { name: TEMPLATE, path: join(IMAGES, `${TEMPLATE}.img`), backend: 'bhyve' }, limits: DEFAULT_LIMITS,
 });
 
 async function output(p: ExecProcess): Promise<{ out: string; code: number | null }> {

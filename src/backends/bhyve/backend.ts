@@ -3,7 +3,7 @@
 // unsupported(op, 'bhyve') ("… not supported on bhyve backend v1").
 import { backendFailed, CoppiceError, notFound, unsupported } from '../../errors.ts';
 import type { BackendLogger } from '../types.ts';
-import type { Backend, CreateSpec, ExecProcess, ExecSpec, LiveSandbox, SandboxHandle } from '../types.ts';
+import { DEFAULT_LIMITS, type Backend, type CreateSpec, type ExecProcess, type ExecSpec, type LiveSandbox, type SandboxHandle } from '../types.ts';
 import { PoolCtlClient, type PoolCtlOptions, type PoolList } from './pool-ctl.ts';
 import { DEFAULT_POOL_KEY, GuestConnection } from './ssh.ts';
 
@@ -83,6 +83,13 @@ export function createBhyveBackend(opts: BhyveBackendOptions): BhyveBackend {
 
     async create(spec: CreateSpec, signal?: AbortSignal): Promise<SandboxHandle> {
       const template = spec.template.name;
+      // A pre-booted guest has the memory and vCPUs it was booted with, and no per-guest egress:
+      // a create asking otherwise is refused (the seed's rule), never accepted and ignored.
+      const l = spec.limits;
+      if (l.memoryMiB !== DEFAULT_LIMITS.memoryMiB || l.cpus !== DEFAULT_LIMITS.cpus || l.pids !== DEFAULT_LIMITS.pids || l.diskMiB !== undefined) {
+        throw unsupported('limits', 'bhyve');
+      }
+      if (spec.internet) throw unsupported('allow_internet_access', 'bhyve');
       const t0 = process.hrtime.bigint();
       let co;
       try {
