@@ -21,7 +21,9 @@ export type RunnerCommand =
   | { type: 'STDIN'; data: Uint8Array }
   | { type: 'CLOSE_STDIN' }
   // reason: why the gateway itself sends it ('timeout'), so the exit can say so.
-  | { type: 'SIGNAL'; signal: string; reason?: string };
+  | { type: 'SIGNAL'; signal: string; reason?: string }
+  // a command on a terminal (ExecRequest.pty): its new window size
+  | { type: 'RESIZE'; cols: number; rows: number };
 
 export type ProcessEvent = RunnerCommand | { type: 'EXITED'; exit: ProcessExit };
 
@@ -83,6 +85,7 @@ export const processMachine = setup({
         STDIN: { actions: sendTo('runner', ({ event }) => event) },
         CLOSE_STDIN: { actions: sendTo('runner', ({ event }) => event) },
         SIGNAL: { actions: sendTo('runner', ({ event }) => event) },
+        RESIZE: { actions: sendTo('runner', ({ event }) => event) },
       },
       initial: 'running',
       states: {

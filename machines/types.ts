@@ -53,6 +53,8 @@ export interface ExecRequest {
   stdin?: Uint8Array;
   /** Leave stdin open after the initial bytes (streaming clients); otherwise it is closed. */
   keepStdinOpen?: boolean;
+  /** Run on a terminal of this size (ExecSpec.pty). */
+  pty?: { cols: number; rows: number };
 }
 
 export interface ProcessExit {

@@ -37,10 +37,15 @@ export function createRunner(backendOf: (handle: SandboxHandle) => Backend) {
           env: request.env,
           cwd: request.cwd,
           user: request.user,
+          ...(request.pty ? { pty: request.pty } : {}),
         });
       } catch (err) {
-        // Reported as an exit (not a thrown error) so the process actor ends cleanly.
-        queueMicrotask(() => finish({ exitCode: null, signal: null, error: toErrorInfo(err) }));
+        // Reported as an exit (not a thrown error) so the process actor ends cleanly. The channel
+        // learns it at once, so whoever started it can tell a refused start from a run (ws start).
+        const exit: ProcessExit = { exitCode: null, signal: null, error: toErrorInfo(err) };
+        done = true;
+        channel.finish(exit);
+        queueMicrotask(() => sendBack({ type: 'EXITED', exit }));
         return () => {};
       }
 
@@ -106,6 +111,13 @@ export function createRunner(backendOf: (handle: SandboxHandle) => Backend) {
               if (cmd.reason) reason = cmd.reason;
             } catch {
               /* unknown signal name: the edge validates; never crash the actor over it */
+            }
+            break;
+          case 'RESIZE':
+            try {
+              proc.resize?.(cmd.cols, cmd.rows); // no terminal: nothing to resize
+            } catch {
+              /* out of range: the edge validates; never crash the actor over it */
             }
             break;
         }

@@ -65,6 +65,11 @@ export interface ExecSpec {
   cwd?: string;
   /** User name inside the sandbox; the backend picks a default when absent. */
   user?: string;
+  /**
+   * Run on a terminal of this size: one output stream (stdout), TERM=xterm-256color unless env sets
+   * it. A backend that cannot give one refuses (unsupported, naming `pty`), never runs without it.
+   */
+  pty?: { cols: number; rows: number };
 }
 
 export interface ExecExit {
@@ -87,6 +92,8 @@ export interface ExecProcess {
    * backend cannot tell or the command was gone before it could be read. Optional: absent = unknown.
    */
   pid?(): Promise<number | null>;
+  /** Resize the command's terminal (present only on a command started with `pty`). */
+  resize?(cols: number, rows: number): void;
 }
 
 export interface LiveSandbox {

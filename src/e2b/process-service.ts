@@ -15,6 +15,7 @@ import type { Gateway } from '../actors/gateway.ts';
 import type { ProcessChannel } from '../actors/process-channel.ts';
 import type { ProcessEntry } from '../actors/process-table.ts';
 import type { ProcessExit } from '../actors/types.ts';
+import { fromErrorInfo } from '../errors.ts';
 import { asConnectError } from './rpc-errors.ts';
 import { ChannelStream, type ChannelItem } from './channel-stream.ts';
 import { envdCall } from './context.ts';
@@ -31,6 +32,18 @@ interface Started {
 }
 
 const started = new WeakMap<ProcessChannel, Started>();
+/** Commands started on a terminal: their output is the `pty` data case, and Update resizes them. */
+const onTerminal = new WeakSet<ProcessChannel>();
+
+/** A PTY size from Start or Update, checked as the WebSocket exec checks it (1..1000 each). */
+function ptySize(pty: { size?: { cols: number; rows: number } } | undefined): { cols: number; rows: number } {
+  const size = pty?.size;
+  if (!size) throw new ConnectError('pty.size is required', Code.InvalidArgument);
+  for (const k of ['cols', 'rows'] as const) {
+    if (size[k] < 1 || size[k] > 1000) throw new ConnectError(`pty.size.${k}: must be 1..1000`, Code.InvalidArgument);
+  }
+  return { cols: size.cols, rows: size.rows };
+}
 
 /**
  * The PID the SDK knows a command by: its real in-sandbox PID, or — when the backend cannot tell,
@@ -99,13 +112,13 @@ function throwIfDeadline(ctx: HandlerContext, message: string): void {
  * Stream a command's events as envd does (see streamEndError). `deadline`: what the call's own
  * deadline means (Start: the command's lifetime, it is killed; Connect: only the attach ends).
  */
-async function* events(stream: ChannelStream, ctx: HandlerContext, deadline: string): AsyncGenerator<MessageInitShape<typeof ProcessEventSchema>> {
+async function* events(stream: ChannelStream, ctx: HandlerContext, deadline: string, pty: boolean): AsyncGenerator<MessageInitShape<typeof ProcessEventSchema>> {
   for await (const item of stream.items(ctx.signal, keepaliveMs(ctx))) {
     if (item.kind === 'end') {
       const err = streamEndError(item.exit);
       if (err) throw err;
     }
-    yield toProcessEvent(item);
+    yield toProcessEvent(item, pty);
   }
   throwIfDeadline(ctx, deadline);
 }
@@ -115,10 +128,11 @@ function keepaliveMs(ctx: HandlerContext): number {
   return Number.isFinite(s) && s > 0 ? Math.min(Math.max(s, 1), 300) * 1000 : 50_000;
 }
 
-function toProcessEvent(item: ChannelItem): MessageInitShape<typeof ProcessEventSchema> {
+function toProcessEvent(item: ChannelItem, pty: boolean): MessageInitShape<typeof ProcessEventSchema> {
   switch (item.kind) {
     case 'data':
-      return { event: { case: 'data' as const, value: { output: { case: item.stream, value: item.bytes } } } };
+      // a terminal has one stream, which envd sends as `pty`
+      return { event: { case: 'data' as const, value: { output: { case: pty ? 'pty' : item.stream, value: item.bytes } } } };
     case 'keepalive':
       return { event: { case: 'keepalive' as const, value: {} } };
     case 'end':
@@ -148,7 +162,7 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
   return {
     async *start(req, ctx) {
       const call = envdCall(ctx);
-      if (req.pty) throw new ConnectError('PTYs are not supported by coppice', Code.Unimplemented);
+      const pty = req.pty ? ptySize(req.pty) : undefined;
       const cfg: ProcessConfig | undefined = req.process;
       if (!cfg?.cmd) throw new ConnectError('process.cmd is required', Code.InvalidArgument);
       if (cfg.cwd?.includes('\0')) throw new ConnectError('process.cwd contains a NUL byte', Code.InvalidArgument);
@@ -168,19 +182,25 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
             user: call.user,
             // The deadline of the call is the lifetime of the command (E2B); none = no deadline.
             timeoutMs: deadline !== undefined && deadline > 0 ? deadline : 0,
-            keepStdinOpen: req.stdin ?? false,
+            // a terminal always takes input (the SDK's pty.sendInput; envd keeps it open)
+            keepStdinOpen: pty ? true : (req.stdin ?? false),
+            ...(pty ? { pty } : {}),
           },
           { kind: 'stream' },
         );
+        // A terminal the sandbox could not give (no agent, bhyve) is refused, not run without one.
+        const never = channel.exit;
+        if (pty && never?.error && never.exitCode === null && never.signal === null) throw fromErrorInfo(never.error);
       } catch (err) {
         throw asConnectError(err);
       }
+      if (pty) onTerminal.add(channel);
       started.set(channel, { cmd: cfg.cmd, args: [...cfg.args], envs: { ...cfg.envs }, ...(cfg.cwd ? { cwd: cfg.cwd } : {}), ...(req.tag ? { tag: req.tag } : {}) });
       const stream = new ChannelStream(channel, 0);
       try {
         const pid = await pidOf(channel);
         yield create(StartResponseSchema, { event: { event: { case: 'start', value: { pid } } } });
-        for await (const event of events(stream, ctx, 'the command reached its deadline (timeoutMs) and was killed')) yield create(StartResponseSchema, { event });
+        for await (const event of events(stream, ctx, 'the command reached its deadline (timeoutMs) and was killed', !!pty)) yield create(StartResponseSchema, { event });
       } finally {
         stream.close();
       }
@@ -195,7 +215,7 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
       const stream = new ChannelStream(e.channel, e.channel.outputBytes);
       try {
         yield create(ConnectResponseSchema, { event: { event: { case: 'start', value: { pid } } } });
-        for await (const event of events(stream, ctx, 'the attach reached its deadline (timeoutMs); the command keeps running')) yield create(ConnectResponseSchema, { event });
+        for await (const event of events(stream, ctx, 'the attach reached its deadline (timeoutMs); the command keeps running', onTerminal.has(e.channel))) yield create(ConnectResponseSchema, { event });
       } finally {
         stream.close();
       }
@@ -222,9 +242,9 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
     async sendInput(req, ctx) {
       const call = envdCall(ctx);
       const input = req.input?.input;
-      if (input?.case === 'pty') throw new ConnectError('PTYs are not supported by coppice', Code.Unimplemented);
-      if (input?.case !== 'stdin') throw new ConnectError('input.stdin is required', Code.InvalidArgument);
+      if (input?.case !== 'stdin' && input?.case !== 'pty') throw new ConnectError('input.stdin or input.pty is required', Code.InvalidArgument);
       const e = await find(call.sandboxId, req.process, true);
+      if (input.case === 'pty' && !onTerminal.has(e.channel)) throw new ConnectError('input.pty: this process has no terminal (send input.stdin)', Code.FailedPrecondition);
       if (!e.stdinOpen || !e.ref) throw new ConnectError('stdin of this process is closed (start it with stdin: true)', Code.FailedPrecondition);
       if (input.value.length > 0) e.ref.send({ type: 'STDIN', data: Buffer.from(input.value) });
       // Backpressure: answer once the command has taken most of what waits for it.
@@ -254,8 +274,14 @@ export function processService(gw: Gateway): Partial<ServiceImpl<typeof Process>
       return {};
     },
 
-    async update() {
-      throw new ConnectError('PTYs are not supported by coppice', Code.Unimplemented);
+    async update(req, ctx) {
+      const call = envdCall(ctx);
+      const size = ptySize(req.pty);
+      const e = await find(call.sandboxId, req.process, true);
+      if (!onTerminal.has(e.channel)) throw new ConnectError('pty: this process has no terminal (start it with pty)', Code.FailedPrecondition);
+      if (!e.ref) throw new ConnectError('process has already exited', Code.NotFound);
+      e.ref.send({ type: 'RESIZE', ...size });
+      return {};
     },
 
     async streamInput() {

@@ -27,6 +27,8 @@ export interface StartMessage {
   timeoutMs?: number;
   /** Keep stdin open for this client (default false: stdin is closed at start, like E2B). */
   stdin?: boolean;
+  /** Run on a terminal of this size (1..1000 each): one output stream (tag 1), TERM=xterm-256color unless env sets it. */
+  pty?: { cols: number; rows: number };
 }
 
 export interface AttachMessage {
@@ -41,7 +43,9 @@ export interface AttachMessage {
 export type ControlMessage =
   | { type: 'stdin'; data: string /* base64 */ }
   | { type: 'close_stdin' }
-  | { type: 'signal'; signal: string };
+  | { type: 'signal'; signal: string }
+  /** A command on a terminal: its new window size (1..1000 each). */
+  | { type: 'resize'; cols: number; rows: number };
 
 export type ClientMessage = StartMessage | AttachMessage | ControlMessage;
 

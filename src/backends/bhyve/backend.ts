@@ -131,6 +131,7 @@ export function createBhyveBackend(opts: BhyveBackendOptions): BhyveBackend {
     },
 
     exec(handle: SandboxHandle, spec: ExecSpec): ExecProcess {
+      if (spec.pty) throw new CoppiceError('unsupported', 'pty: not supported on bhyve backend v1 (no terminal over its ssh exec)', { field: 'pty' });
       return connFor(handle).exec(spec);
     },
 

@@ -10,9 +10,12 @@
 //
 // ONE CONNECTION DRIVES ONE COMMAND. The first client frame is JSON, either
 //   {"type":"start", "cmd":"echo hi" | "argv":["echo","hi"], "env":{}, "cwd":"/", "user":"root",
-//    "timeoutMs":0, "stdin":false}
+//    "timeoutMs":0, "stdin":false, "pty":{"cols":80,"rows":24}}
 //       timeoutMs: 0/absent = no deadline. stdin: true keeps the command's stdin open for the
 //       client (default false: closed at start, so `cat` without it sees EOF at once).
+//       pty (cols, rows 1..1000): the command gets a terminal; its output is one stream (tag 1),
+//       TERM=xterm-256color unless env sets it, Ctrl-C is the byte 0x03 on stdin. A sandbox that
+//       cannot give a terminal refuses the start (4501, field "pty").
 //       -> {"type":"started","processID":"7","sandboxID":"..."}
 //   {"type":"attach", "processID":"7", "from":12345, "lossy":false}
 //       from: output offset to resume at (default: the oldest byte still kept).
@@ -34,6 +37,7 @@
 //   {"type":"stdin","data":"<base64>"}  stdin bytes
 //   {"type":"close_stdin"}
 //   {"type":"signal","signal":"SIGINT"} any signal name (SIGINT, SIGTERM, SIGKILL, SIGHUP, ...)
+//   {"type":"resize","cols":120,"rows":40}  a pty command's new window size (it gets SIGWINCH)
 // A bad message gets {"type":"error","code":400,"error":"bad_request","message":...,"field"?}; a
 // refused start/attach is followed by a close with code 4000 + HTTP status (4400, 4404, 4409, 4503).
 //
@@ -59,7 +63,7 @@ import { z } from 'zod';
 import type { Gateway } from '../../actors/gateway.ts';
 import type { Reader, Stream, Subscription } from '../../actors/process-channel.ts';
 import type { ProcessEntry } from '../../actors/process-table.ts';
-import { badRequest, CoppiceError } from '../../errors.ts';
+import { badRequest, CoppiceError, fromErrorInfo } from '../../errors.ts';
 import { errorBody, httpStatusOf, toHttpError } from '../../http/errors.ts';
 import type { Router } from '../../http/router.ts';
 import { execBody, parse } from '../../protocol/requests.ts';
@@ -88,10 +92,12 @@ const STDERR_TAG = Buffer.from([TAG_STDERR]);
 const PATH = /^\/sandboxes\/([^/]+)\/exec\/ws\/?$/;
 const ROUTE = '/sandboxes/:id/exec/ws';
 
+const termSize = z.number().int().min(1).max(1000);
+const ptySize = z.object({ cols: termSize, rows: termSize }).strict();
 const startSchema = execBody
   .innerType()
   .omit({ stdin: true })
-  .extend({ type: z.literal('start'), stdin: z.boolean().optional() })
+  .extend({ type: z.literal('start'), stdin: z.boolean().optional(), pty: ptySize.optional() })
   .superRefine((b, ctx) => {
     if ((b.cmd === undefined) === (b.argv === undefined)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cmd'], message: 'give exactly one of cmd (a shell string) or argv (an array)' });
@@ -113,6 +119,7 @@ const controlSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('stdin'), data: z.string() }).strict(),
   z.object({ type: z.literal('close_stdin') }).strict(),
   z.object({ type: z.literal('signal'), signal: signalName }).strict(),
+  z.object({ type: z.literal('resize'), cols: termSize, rows: termSize }).strict(),
 ]);
 
 export interface ExecWebSocket {
@@ -193,6 +200,8 @@ class ExecSession {
   private readonly stdinHwm: number;
   private readonly openedAt = Date.now();
   private mode: 'start' | 'attach' | null = null;
+  /** This connection started its command on a terminal. */
+  private pty = false;
   private sent = 0;
   /** The output byte counter's child, bound once (it is bumped per chunk). */
   private readonly bytesOut: { inc(n: number): void };
@@ -270,6 +279,7 @@ class ExecSession {
     this.mode = 'start';
     try {
       const b = parse(startSchema, raw);
+      this.pty = b.pty !== undefined;
       this.gw.assertServing();
       const channel = await this.gw.startProcess(
         this.sandboxId,
@@ -280,9 +290,13 @@ class ExecSession {
           user: b.user,
           timeoutMs: b.timeoutMs ?? 0,
           keepStdinOpen: b.stdin ?? false,
+          ...(b.pty ? { pty: b.pty } : {}),
         },
         { kind: 'stream' },
       );
+      // A terminal the sandbox could not give (no agent, bhyve) is refused, not run without one.
+      const never = channel.exit;
+      if (b.pty && never?.error && never.exitCode === null && never.signal === null) throw fromErrorInfo(never.error);
       const entry = this.gw.processEntry(this.sandboxId, channel.processId);
       // The client left while it started: the command runs detached (re-attach by its id).
       if ((this.phase as Phase) === 'closed') return;
@@ -359,6 +373,11 @@ class ExecSession {
       case 'signal':
         if (!this.entry.ref) return this.error(new CoppiceError('conflict', `process ${this.entry.processId} has exited`));
         this.entry.ref.send({ type: 'SIGNAL', signal: msg.signal });
+        return;
+      case 'resize':
+        if (!this.entry.ref) return this.error(new CoppiceError('conflict', `process ${this.entry.processId} has exited`));
+        if (this.mode === 'start' && !this.pty) return this.error(badRequest('type', 'resize needs a command started with "pty"'));
+        this.entry.ref.send({ type: 'RESIZE', cols: msg.cols, rows: msg.rows });
         return;
     }
   }

@@ -212,6 +212,7 @@ export function createFreebsdJailBackend(opts: FreebsdJailOptions = {}): Freebsd
 
     exec(handle: SandboxHandle, spec: ExecSpec): ExecProcess {
       assertId(handle.id);
+      if (spec.pty) throw new CoppiceError('unsupported', 'pty: not supported on the FreeBSD jail backend v1', { field: 'pty' });
       const argv = execArgv(names(handle.id).jail, spec.user ?? userFor(handle), spec);
       return startExec(runner, argv, handle.id);
     },

@@ -384,12 +384,13 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
       const user = users.resolve(templatePath, userName);
       const client = agents.client(handle.id);
       if (client) {
-        const p = agentExec(client, { argv: spec.argv, env: spec.env, cwd: spec.cwd, user });
+        const p = agentExec(client, { argv: spec.argv, env: spec.env, cwd: spec.cwd, user, pty: spec.pty });
         agents.track(handle.id, p.started);
         execCounts.agent++;
         return p;
       }
       // No agent (off, adopted from a gateway without one) or its connection is gone (degraded).
+      if (spec.pty) throw new CoppiceError('unsupported', `pty: sandbox ${handle.id} has no agent (runc exec fallback): no terminal`, { field: 'pty' });
       execCounts.runc++;
       const proc = buildExecProcess({ argv: spec.argv, env: spec.env, cwd: spec.cwd, user, rlimits, noNewPrivileges: hardening && user.uid === 0 });
       if (!existsSync(n.dir)) throw notFound(`sandbox ${handle.id}`);

@@ -13,6 +13,7 @@ export interface AgentExecInput {
   env?: Record<string, string>;
   cwd?: string;
   user: ResolvedUser;
+  pty?: { cols: number; rows: number };
 }
 
 /** The environment runc exec's process.json gets: PATH, HOME, USER, then the caller's. */
@@ -47,6 +48,7 @@ export function agentExec(client: AgentClient, input: AgentExecInput): ExecProce
       env: execEnv(input.user, input.env),
       cwd: input.cwd ?? input.user.home,
       cred: { uid: input.user.uid, gid: input.user.gid, groups: input.user.additionalGids },
+      ...(input.pty ? { pty: { cols: input.pty.cols, rows: input.pty.rows } } : {}),
     });
   } catch (e) {
     // encodeStart's RangeErrors name the field first: "argv[2]: contains a NUL byte"
@@ -72,5 +74,7 @@ export function agentExec(client: AgentClient, input: AgentExecInput): ExecProce
       p.kill(n); // to the process group; queued behind START on the one ordered connection
     },
     pid: () => p.pid(),
+    // the agent's terminal sends the foreground group SIGWINCH
+    ...(input.pty ? { resize: (cols: number, rows: number) => p.resize(cols, rows) } : {}),
   };
 }
