@@ -130,6 +130,18 @@ test('bhyve through the gateway: startup warm gates readiness, create, exec, 501
     assert.equal(body.code, 501);
     assert.match(body.message, /not supported on bhyve backend v1$/);
   }
+  // What a pre-booted guest cannot honour is refused, not accepted and ignored; no guest is taken.
+  const availableBefore = JSON.parse((await ctl('list', '--json')).trim().split('\n').pop()!).templates[TEMPLATE].available;
+  for (const [body, message] of [
+    [{ templateID: TEMPLATE, limits: { memoryMiB: 128 } }, 'limits not supported on bhyve backend v1'],
+    [{ templateID: TEMPLATE, allow_internet_access: true }, 'allow_internet_access not supported on bhyve backend v1'],
+  ] as const) {
+    const r = await gw.api('POST', '/sandboxes', body);
+    assert.equal(r.status, 501);
+    assert.equal(((await r.json()) as { message: string }).message, message);
+  }
+  const availableAfter = JSON.parse((await ctl('list', '--json')).trim().split('\n').pop()!).templates[TEMPLATE].available;
+  assert.equal(availableAfter, availableBefore, 'no guest was checked out for a refused create');
 
   // Pause/resume go through pool-ctl; exec refused while paused, works after.
   assert.equal((await gw.api('POST', `/sandboxes/${sbx.sandboxID}/pause`)).status, 204);
