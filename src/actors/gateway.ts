@@ -169,6 +169,14 @@ export class Gateway {
     if (ref) return ref;
     const t = this.templates().find((x) => x.name === template);
     if (!t) throw notFound(`template "${template}"`);
+    // A backend whose pools the gateway keeps (slots) has one only for the templates the operator
+    // named: say how to get one, not that the backend cannot.
+    if (this.capabilities(t.backend).pool === 'slots') {
+      throw new CoppiceError(
+        'unsupported',
+        `template "${template}" has no warm pool on this gateway (start it with --jail-pool-size N, and --jail-pool-templates to choose templates)`,
+      );
+    }
     throw unsupported('warm pool', t.backend);
   }
 

@@ -13,12 +13,18 @@ export interface ClientOptions {
   apiKey?: string;
   /** Per-request deadline for REST calls in ms (default 120 s). */
   requestTimeoutMs?: number;
+  /**
+   * The gateway's --domain, for getHost(port) (default: COPPICE_DOMAIN). Ports are reached as
+   * `<port>-<sandboxID>.<domain>` on the gateway's own address (see the gateway's docs/ports.md).
+   */
+  domain?: string;
 }
 
 export interface Conn {
   url: string;
   apiKey: string;
   timeoutMs: number;
+  domain?: string;
 }
 
 export function resolveConn(opts: ClientOptions = {}): Conn {
@@ -26,7 +32,8 @@ export function resolveConn(opts: ClientOptions = {}): Conn {
   const apiKey = opts.apiKey || process.env.COPPICE_API_KEY;
   if (!apiKey) throw new AuthenticationError(401, 'unauthorized', 'no API key: pass apiKey (--key) or set COPPICE_API_KEY');
   if (!/^https?:\/\//.test(url)) throw new ConnectionError(`gateway URL must start with http:// or https:// (got ${JSON.stringify(url)})`);
-  return { url, apiKey, timeoutMs: opts.requestTimeoutMs ?? 120_000 };
+  const domain = opts.domain || process.env.COPPICE_DOMAIN || undefined;
+  return { url, apiKey, timeoutMs: opts.requestTimeoutMs ?? 120_000, ...(domain ? { domain } : {}) };
 }
 
 /** A JSON request (typed ConnectionError when there is no answer); the caller reads the Response. */

@@ -114,6 +114,19 @@ export class Sandbox {
     return this.info.templateID;
   }
 
+  /**
+   * The host name of a port inside the sandbox, as E2B's getHost: `<port>-<sandboxID>.<domain>`
+   * (the gateway's --domain, given as `domain` or COPPICE_DOMAIN). Requests to that name on the
+   * gateway's address reach the port (a browser resolves `*.localhost` by itself).
+   */
+  getHost(port: number): string {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(400, 'bad_request', `port: ${port} is not a TCP port`, 'port');
+    if (!this.conn.domain) {
+      throw new InvalidArgumentError(400, 'bad_request', 'domain: getHost needs the gateway\'s --domain (pass domain or set COPPICE_DOMAIN)', 'domain');
+    }
+    return `${port}-${this.sandboxID}.${this.conn.domain}`;
+  }
+
   get backend(): string {
     return this.info.backend;
   }

@@ -249,7 +249,7 @@ describe('coppice CLI (real binary, real gateway)', { skip, timeout: 300_000 }, 
     assert.equal((JSON.parse((await expect(0, ['pool', 'ls', '--json'])).stdout) as { template: string; available: number }[]).find((p) => p.template === 'fakevm')!.available, 0);
 
     const jail = await expect(5, ['pool', 'warm', 'busybox', '1']);
-    assert.match(jail.stderr, /warm pool not supported on jail backend v1/);
+    assert.match(jail.stderr, /template "busybox" has no warm pool on this gateway \(start it with --jail-pool-size N/);
     await expect(3, ['pool', 'warm', 'nosuch', '1']);
     await expect(3, ['pool', 'drain', 'nosuch']);
   });

@@ -6,6 +6,7 @@ import { request, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox } from 'e2b';
+import { Sandbox as CoppiceSandbox } from '../../src/sdk/index.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 const SERVER = String.raw`
@@ -158,6 +159,32 @@ describe('sandbox ports through the gateway (real sandbox, --domain localhost)',
       }
       assert.equal(r.status, 200, r.text);
       assert.equal(r.text, 'coppice\n');
+    } finally {
+      await sbx.kill();
+    }
+  });
+
+  test("coppice's own SDK: getHost(port) under the gateway's domain reaches the port; without a domain it says so", async () => {
+    const sbx = await CoppiceSandbox.create('base', { url: gw.url, apiKey: gw.key, domain: 'localhost' });
+    try {
+      const name = sbx.getHost(8000);
+      assert.equal(name, `8000-${sbx.sandboxID}.localhost`);
+      await sbx.commands.run('nohup python3 -m http.server 8000 --directory /etc >/dev/null 2>&1 &');
+      let r = { status: 0, text: '' };
+      for (let i = 0; i < 200 && r.status !== 200; i++) {
+        r = await raw(gw.url, { path: '/hostname', headers: { host: `${name}:${new URL(gw.url).port}` } });
+        if (r.status !== 200) await new Promise((res) => setTimeout(res, 50));
+      }
+      assert.equal(r.text, 'coppice\n');
+      const saved = process.env.COPPICE_DOMAIN;
+      delete process.env.COPPICE_DOMAIN;
+      try {
+        const plain = await CoppiceSandbox.get(sbx.sandboxID, { url: gw.url, apiKey: gw.key });
+        assert.throws(() => plain.getHost(8000), (e: unknown) => (e as { field?: string }).field === 'domain');
+      } finally {
+        if (saved !== undefined) process.env.COPPICE_DOMAIN = saved;
+      }
+      assert.throws(() => sbx.getHost(0), (e: unknown) => (e as { field?: string }).field === 'port');
     } finally {
       await sbx.kill();
     }
