@@ -1,8 +1,9 @@
 // The root supervisor: the gateway's whole life in four states.
 //
 //   starting { scanning -> warming } --> serving --(SIGINT)--> draining --(all drained | deadline)--> stopped
-//       \                                                        \
-//        `--(SIGINT | startup failed)--> stopped                   `--(second SIGINT)--> stopped (forced)
+//       \    \                                                  /        \
+//        \    `--(SIGINT)----------------------------------------'          `--(second SIGINT)--> stopped (forced)
+//         `--(startup failed)--> stopped
 //
 // Children: the registry, one pool per pooled template, N shards that own the sandboxes (see
 // shard.ts for why shards), and one placement per create in flight (placement.ts). A CREATE is
@@ -267,7 +268,9 @@ export const gatewayMachine = setup({
   states: {
     starting: {
       initial: 'scanning',
-      on: { SIGINT: { target: 'stopped', actions: assign({ stopReason: 'forced' }) } },
+      // SIGINT while starting drains what the start made: pools warmed so far (the startup warm's
+      // guests), sandboxes re-adopted by reconciliation. A second SIGINT forces, as when serving.
+      on: { SIGINT: 'draining' },
       states: {
         // The first template scan; its announcement spawns the pools.
         scanning: {

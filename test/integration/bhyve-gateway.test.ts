@@ -168,3 +168,29 @@ test('bhyve through the gateway: startup warm gates readiness, create, exec, 501
   assert.equal(await gw.exit, 0, gw.stderr());
   assert.deepEqual(leftovers(pids), []);
 });
+
+test('SIGINT during the startup warm drains what was warmed: exit 0, no guest, netns or bridge left', async () => {
+  const g = await startChildGateway(
+    ['--bhyve-templates-root', IMAGES, '--bhyve-pool-size', '6', '--pool-ctl', POOL_CTL, '--drain-timeout', '60'],
+    env,
+  );
+  try {
+    // Mid-warm: not ready yet, and at least one guest exists.
+    let pids: number[] = [];
+    for (let i = 0; i < 600 && pids.length === 0; i++) {
+      pids = recordedPids();
+      if (pids.length === 0) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(pids.length > 0, 'a guest was being warmed');
+    assert.equal((await fetch(`${g.url}/health`)).status, 503, 'still starting');
+    g.proc.kill('SIGINT');
+    assert.equal(await g.exit, 0, g.stderr());
+    assert.deepEqual(leftovers([...new Set([...pids, ...recordedPids()])]), []);
+  } finally {
+    if (g.proc.exitCode === null) {
+      g.proc.kill('SIGKILL');
+      await g.exit;
+    }
+    rmSync(g.stateDir, { recursive: true, force: true });
+  }
+});

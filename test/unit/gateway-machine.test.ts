@@ -196,11 +196,28 @@ describe('gateway startup', () => {
     assert.deepEqual(snap.output, { stopReason: 'startup_failed', error: { code: 'internal', message: 'pool-ctl missing' } });
   });
 
-  test('SIGINT while starting stops at once (forced)', async (t) => {
-    const g = start(t, fakeGateway({ startup: new Promise(() => {}) }).machine);
+  test('SIGINT while starting drains what the start made (its pools), then stops; the startup is cancelled', async (t) => {
+    const fake = fakeGateway({ startup: new Promise(() => {}) });
+    const g = start(t, fake.machine);
+    await flush();
+    assert.equal(g.top(), 'starting');
+    g.actor.send({ type: 'SIGINT' });
+    await flush(10);
+    assert.equal(g.actor.getSnapshot().status, 'done');
+    assert.equal(g.actor.getSnapshot().context.stopReason, 'drained');
+    // The bhyve template's pool (pool-ctl's guests) was drained, not left behind.
+    assert.deepEqual(fake.poolDrains, ['vm']);
+  });
+
+  test('a second SIGINT while a start is draining forces the stop', async (t) => {
+    const fake = fakeGateway({ startup: new Promise(() => {}), hangPoolDrain: true });
+    const g = start(t, fake.machine);
+    await flush();
     g.actor.send({ type: 'SIGINT' });
     await flush();
-    assert.equal(g.actor.getSnapshot().status, 'done');
+    assert.equal(g.top(), 'draining');
+    g.actor.send({ type: 'SIGINT' });
+    await flush();
     assert.equal(g.actor.getSnapshot().context.stopReason, 'forced');
   });
 });
