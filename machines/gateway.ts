@@ -35,7 +35,7 @@ export interface GatewayInput {
 /** A create or fork as the edge asks for it: the gateway resolves the template's backend. */
 export type CreateIntent = Omit<PlacementRequest, 'backend'>;
 
-export type StopReason = 'drained' | 'deadline' | 'forced' | 'startup_failed';
+export type StopReason = 'drained' | 'deadline' | 'forced' | 'startup_failed' | 'drain_failed';
 
 /** The registry as the gateway runs it: every scan result is announced to the gateway. */
 export const gatewayRegistry = registryMachine.provide({
@@ -60,6 +60,8 @@ export interface GatewayContext {
   /** Pools whose template left the registry: draining, no longer listed, gone when done. */
   retiring: Record<string, ActorRefFrom<typeof poolMachine>>;
   drainedPools: number;
+  /** Pools whose final drain failed (pool-ctl drain): the stop is then `drain_failed`. */
+  drainFailures: Failure[];
   drainedShards: number;
   drainDeadlineMs: number;
   jailPool: { size: number; templates: string[] | null } | null;
@@ -224,11 +226,11 @@ export const gatewayMachine = setup({
       for (const pool of Object.values(context.pools)) enqueue.sendTo(pool, { type: 'DRAIN' });
     }),
     // Only the gateway's own pools count (a retiring pool finishing meanwhile is not one of them).
-    countPoolDrained: assign({
-      drainedPools: ({ context, event }) =>
-        'actorId' in event && Object.keys(context.pools).some((name) => `pool:${name}` === event.actorId)
-          ? context.drainedPools + 1
-          : context.drainedPools,
+    countPoolDrained: assign(({ context, event }) => {
+      const ours = 'actorId' in event && Object.keys(context.pools).some((name) => `pool:${name}` === event.actorId);
+      if (!ours) return {};
+      const failure = (event as { output?: { drainError?: Failure | null } }).output?.drainError;
+      return { drainedPools: context.drainedPools + 1, drainFailures: failure ? [...context.drainFailures, failure] : context.drainFailures };
     }),
     reportFault: emit(({ event }) => ({
       type: 'fault',
@@ -246,6 +248,7 @@ export const gatewayMachine = setup({
     pools: {},
     retiring: {},
     drainedPools: 0,
+    drainFailures: [],
     drainedShards: 0,
     drainDeadlineMs: input.drainDeadlineMs ?? 30_000,
     jailPool: input.jailPool && input.jailPool.size > 0 ? input.jailPool : null,
@@ -310,7 +313,7 @@ export const gatewayMachine = setup({
       type: 'parallel',
       on: { SIGINT: { target: 'stopped', actions: assign({ stopReason: 'forced' }) } },
       after: { drainDeadline: { target: 'stopped', actions: assign({ stopReason: 'deadline' }) } },
-      onDone: { target: 'stopped', actions: assign({ stopReason: 'drained' }) },
+      onDone: { target: 'stopped', actions: assign({ stopReason: ({ context }) => (context.drainFailures.length > 0 ? 'drain_failed' : 'drained') }) },
       states: {
         sandboxes: {
           initial: 'waiting',
@@ -343,5 +346,9 @@ export const gatewayMachine = setup({
     },
     stopped: { type: 'final' },
   },
-  output: ({ context }) => ({ stopReason: context.stopReason, error: context.error }),
+  output: ({ context }) => ({
+    stopReason: context.stopReason,
+    error: context.error,
+    ...(context.drainFailures.length > 0 ? { drainFailures: context.drainFailures } : {}),
+  }),
 });

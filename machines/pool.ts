@@ -59,6 +59,8 @@ export interface PoolContext {
   refreshedAt: number | null;
   /** The substrate's acceleration, as last reported (null: not reported). */
   accel: string | null;
+  /** The final drain failed (its error is in `error`). */
+  drainFailed: boolean;
 }
 
 export type PoolEvent =
@@ -171,6 +173,7 @@ export const poolMachine = setup({
     armed: input.armed ?? true,
     refreshedAt: null,
     accel: null,
+    drainFailed: false,
   }),
   initial: 'active',
   states: {
@@ -276,6 +279,8 @@ export const poolMachine = setup({
       },
     },
     draining: {
+      // What the pool's end reports is this drain's outcome, not an earlier warm's.
+      entry: assign({ error: null, drainFailed: false }),
       on: {
         WARM: { actions: 'rejectDraining' },
         EMPTY: { actions: 'rejectDraining' },
@@ -287,7 +292,7 @@ export const poolMachine = setup({
         input: ({ context }) => ({ template: context.template, backend: context.backend, slots: context.slots }),
         // Best effort: a failed drain is logged by the effect and the pool still ends.
         onDone: { target: 'drained', actions: ['replyOk'] },
-        onError: { target: 'drained', actions: [assign({ error: ({ event }) => asFailure(event.error) }), 'replyError'] },
+        onError: { target: 'drained', actions: [assign({ error: ({ event }) => asFailure(event.error), drainFailed: true }), 'replyError'] },
       },
     },
     drained: {
@@ -295,4 +300,6 @@ export const poolMachine = setup({
       entry: assign({ available: 0, slots: [], pending: null }),
     },
   },
+  // The gateway's drain reads it: a failed drain (pool-ctl's output in the message) fails the stop.
+  output: ({ context }) => ({ template: context.template, drainError: context.drainFailed ? context.error : null }),
 });

@@ -100,7 +100,10 @@ export class Gateway {
       this.actor.subscribe({
         complete: () => {
           this.reaper.close();
-          resolve(this.actor.getSnapshot().context.stopReason ?? 'drained');
+          const c = this.actor.getSnapshot().context as GatewayContext;
+          // Each with what the substrate said (pool-ctl drain's output is in the message).
+          for (const f of c.drainFailures) this.log.error({ code: f.code, err: f.message }, 'pool drain failed');
+          resolve(c.stopReason ?? 'drained');
         },
         error: (err) => {
           this.log.error({ err }, 'gateway actor crashed');

@@ -54,6 +54,8 @@ interface FakeOptions {
   hangTeardown?: boolean;
   /** A pool drain never settles. */
   hangPoolDrain?: boolean;
+  /** A pool drain fails with this message. */
+  failPoolDrain?: string;
   /** Sandbox actions overridden (to make a sandbox throw). */
   sandboxActions?: Parameters<typeof sandboxMachine.provide>[0]['actions'];
   shardActions?: Parameters<typeof shardMachine.provide>[0]['actions'];
@@ -100,6 +102,7 @@ function fakeGateway(opts: FakeOptions = {}) {
           stats: fromPromise<PoolStats, { template: string; backend: string; slots: string[] }>(async () => ({ available: 0, inUse: 0 })),
           drain: fromPromise<void, { template: string; backend: string; slots: string[] }>(({ input }) => {
             poolDrains.push(input.template);
+            if (opts.failPoolDrain) return Promise.reject(new Error(opts.failPoolDrain));
             return opts.hangPoolDrain ? new Promise<void>(() => {}) : Promise.resolve();
           }),
         },
@@ -207,6 +210,17 @@ describe('gateway startup', () => {
     assert.equal(g.actor.getSnapshot().context.stopReason, 'drained');
     // The bhyve template's pool (pool-ctl's guests) was drained, not left behind.
     assert.deepEqual(fake.poolDrains, ['vm']);
+  });
+
+  test('a pool whose drain fails makes the stop drain_failed, carrying the failure', async (t) => {
+    const g = start(t, fakeGateway({ failPoolDrain: 'pool-ctl drain vm: exit 1: bridge busy' }).machine);
+    await flush();
+    g.actor.send({ type: 'SIGINT' });
+    await flush(10);
+    const snap = g.actor.getSnapshot();
+    assert.equal(snap.status, 'done');
+    assert.equal(snap.context.stopReason, 'drain_failed');
+    assert.deepEqual((snap.output as { drainFailures?: unknown }).drainFailures, [{ code: 'backend_failed', message: 'pool-ctl drain vm: exit 1: bridge busy' }]);
   });
 
   test('a second SIGINT while a start is draining forces the stop', async (t) => {
