@@ -8,6 +8,7 @@
 //   POST /sandboxes/:id/refreshes      keep alive {duration s}  -> 204 (only ever extends)
 // and `decorate` adds the fields the SDK reads (envdVersion, envdAccessToken, clientID) to the
 // replies of coppice's shared routes, so SDKs <= 2.50 (create and connect on /sandboxes) work too.
+import { sampleMetrics } from './metrics.ts';
 import { z } from 'zod';
 import type { Gateway, SandboxView } from '../actors/gateway.ts';
 import { badRequest, notFound } from '../errors.ts';
@@ -204,6 +205,8 @@ export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens, d
       const resumed = await gw.connect(id, (b.timeout ?? 300) * 1000);
       return { status: resumed ? 201 : 200, body: e2bSandbox(gw.view(id), tokens, domain) };
     })
+    // sandbox.getMetrics(): one sample, now (E2B keeps a series; `start`/`end` are accepted and ignored).
+    .on('GET', '/sandboxes/:id/metrics', async (ctx) => ({ status: 200, body: await sampleMetrics(gw, ctx.params.id!) }))
     .on('POST', '/sandboxes/:id/refreshes', async (ctx) => {
       const id = ctx.params.id!;
       const view = gw.view(id);

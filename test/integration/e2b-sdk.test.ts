@@ -321,3 +321,24 @@ test('SDK <= 2.50 forms and auth: /sandboxes create/connect carry envdVersion + 
   assert.equal(await Sandbox.kill(id, opts), true);
   created.delete(id);
 });
+
+test('getMetrics: one sample of the sandbox itself (its memory limit, its CPUs, its disk), CPU use measured', async () => {
+  const sbx = await create();
+  try {
+    const idle = await sbx.getMetrics();
+    assert.equal(idle.length, 1);
+    const m = idle[0]!;
+    assert.ok(m.timestamp instanceof Date && !Number.isNaN(m.timestamp.getTime()));
+    assert.equal(m.memTotal, 512 * 1024 * 1024, 'the sandbox memory limit, not the host RAM');
+    assert.ok(m.memUsed > 0 && m.memUsed <= m.memTotal, JSON.stringify(m));
+    assert.equal(m.cpuCount, 1);
+    assert.ok(m.diskTotal > 0 && m.diskUsed > 0 && m.diskUsed <= m.diskTotal, JSON.stringify(m));
+    // A busy loop shows up (generous bound: the host may be loaded).
+    const loop = await sbx.commands.run('while :; do :; done', { background: true });
+    const busy = (await sbx.getMetrics())[0]!;
+    assert.ok(busy.cpuUsedPct > 20, `cpuUsedPct ${busy.cpuUsedPct} with a busy loop`);
+    await loop.kill();
+  } finally {
+    await destroy(sbx);
+  }
+});
