@@ -207,12 +207,14 @@ describe('coppice-agent as the jail init (real runc)', { skip }, () => {
       assert.equal(u.stdout, '');
     });
 
-    it('an exec started just before pause runs; one started while paused runs at resume', async () => {
+    // The early command may be frozen mid-run (pause waits for its start, not its end): both are
+    // awaited after the resume, or this would wait on a frozen sandbox forever.
+    it('an exec started just before pause runs; one started while paused runs at resume', { timeout: 60_000 }, async () => {
       const early = collect(backend.exec(h, { argv: ['echo', 'early'] }));
       await backend.pause(h);
       const late = collect(backend.exec(h, { argv: ['echo', 'late'] }));
-      assert.equal((await early).stdout, 'early\n');
       await backend.resume(h);
+      assert.equal((await early).stdout, 'early\n');
       assert.equal((await late).stdout, 'late\n');
       assert.equal(backend.agentState(h.id), 'connected');
     });
