@@ -178,7 +178,7 @@ export async function startApp(config: Config, deps: AppDeps): Promise<App> {
   gateway.start();
 
   // E2B SDK compatibility (docs/e2b.md) is a surface mounted on the edge, not part of it.
-  const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]), defaultDiskMiB: config.diskMib, domain: config.domain, bodyLimit: config.bodyLimit });
+  const e2b = createE2b(gateway, { apiKeys: [deps.apiKey], keyOk: createKeyCheck([deps.apiKey]), defaultDiskMiB: (kind) => gateway.capabilities(kind).defaultDiskMiB ?? 0, domain: config.domain, bodyLimit: config.bodyLimit });
   const metricsKey = resolveMetricsKey(config);
   // Sandbox ports first: a request naming a port (host or E2b-Sandbox-Port) is never envd's.
   const ports = createPorts(gateway, { domain: config.domain, envd: e2b, keyOk: createKeyCheck([deps.apiKey]) });

@@ -22,8 +22,15 @@ export interface DefaultUserCapable {
   defaultUser(template: { name: string; path: string }): string;
 }
 
+/** A disk quota per sandbox: this many MiB when a create names none (`--disk-mib`). */
+export interface DiskQuotaCapable {
+  readonly defaultDiskMiB: number;
+}
+
 export interface Capabilities {
   snapshots: boolean;
+  /** The quota a sandbox gets when its create names none (null: the backend sets none). */
+  defaultDiskMiB: number | null;
   /** external: the substrate keeps the pool; slots: the gateway keeps frozen sandboxes as slots. */
   pool: 'external' | 'slots';
   defaultUser: boolean;
@@ -41,5 +48,11 @@ export const hasDefaultUser = (b: Backend | undefined): b is Backend & DefaultUs
   typeof (b as Partial<DefaultUserCapable> | undefined)?.defaultUser === 'function';
 
 export function capabilitiesOf(b: Backend | undefined): Capabilities {
-  return { snapshots: hasSnapshots(b), pool: hasExternalPool(b) ? 'external' : 'slots', defaultUser: hasDefaultUser(b) };
+  const quota = (b as Partial<DiskQuotaCapable> | undefined)?.defaultDiskMiB;
+  return {
+    snapshots: hasSnapshots(b),
+    pool: hasExternalPool(b) ? 'external' : 'slots',
+    defaultUser: hasDefaultUser(b),
+    defaultDiskMiB: typeof quota === 'number' ? quota : null,
+  };
 }

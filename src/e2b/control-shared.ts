@@ -10,12 +10,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { Gateway, SandboxView } from '../actors/gateway.ts';
-import { badRequest, CoppiceError, notFound, toErrorInfo } from '../errors.ts';
+import { badRequest, CoppiceError, toErrorInfo } from '../errors.ts';
 import { presentedKey } from '../http/auth.ts';
 import { errorBody, httpStatusOf, toHttpError } from '../http/errors.ts';
-import { readJson } from '../edge/server.ts';
+import { readJson } from '../http/body.ts';
+import { createRequestOf } from '../http/create-request.ts';
 import { CONTROL_BODY_LIMIT, createSandboxBody, parse } from '../protocol/requests.ts';
-import { e2bSandbox, refuseUnsupported, sandboxExtras } from './control.ts';
+import { e2bSandbox, refuseUnsupported, sandboxExtras, type DefaultDiskMiB } from './control.ts';
 import type { EnvdTokens } from './tokens.ts';
 
 /** E2B allows up to 100 forks per request; each is a snapshot of the source plus a create. */
@@ -39,7 +40,7 @@ export interface SharedControlOptions {
   /** --domain: where `<port>-<id>.<domain>` reaches a sandbox's ports. */
   domain?: string | null;
   keyOk(presented: string | undefined): boolean;
-  defaultDiskMiB?: number;
+  defaultDiskMiB?: DefaultDiskMiB;
 }
 
 type Handler = (gw: Gateway, o: SharedControlOptions, id: string | undefined, req: IncomingMessage, res: ServerResponse) => Promise<{ status: number; body?: unknown }>;
@@ -99,22 +100,8 @@ async function createV1(gw: Gateway, o: SharedControlOptions, _id: string | unde
   const raw = await readJson(req, CONTROL_BODY_LIMIT);
   const b = parse(createSandboxBody, raw);
   refuseUnsupported(raw);
-  // coppice's extra: start from a snapshot's files (templateID then defaults to the snapshot's).
-  const snap = b.snapshotID ? await gw.findSnapshot(b.snapshotID) : undefined;
-  if (snap && b.templateID && b.templateID !== snap.template) {
-    throw badRequest('templateID', `snapshot ${snap.snapshotID} was taken from template ${snap.template}`);
-  }
-  const templateID = b.templateID ?? snap!.template;
-  if (!gw.templates().some((t) => t.name === templateID)) throw notFound(`template "${templateID}"`);
-  const view = await gw.create({
-    templateID,
-    ...(snap ? { fromSnapshot: { snapshotID: snap.snapshotID } } : {}),
-    timeoutMs: b.timeout === undefined ? undefined : b.timeout * 1000,
-    metadata: b.metadata,
-    envVars: b.envVars,
-    limits: b.limits,
-    internet: b.allow_internet_access ?? false,
-  });
+  // coppice's extra, as on its own route: start from a snapshot's files.
+  const view = await gw.create(await createRequestOf(gw, b));
   // coppice's view plus E2B's fields, as the shared route's decorated reply.
   return { status: 201, body: { ...view, ...sandboxExtras(view, o.tokens, o.defaultDiskMiB, o.domain ?? null) } };
 }

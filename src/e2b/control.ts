@@ -58,19 +58,22 @@ export function e2bSandbox(view: SandboxView, tokens: EnvdTokens, domain: string
   };
 }
 
+/** The quota a backend gives a sandbox whose create named none (0: it sets none). */
+export type DefaultDiskMiB = (backend: string) => number;
+
 /**
- * E2B's diskSizeMB: the sandbox's disk quota, as the create named it or else the gateway's default
- * (`--disk-mib`, jail sandboxes); 0 where coppice sets none (bhyve: the image's own size).
+ * E2B's diskSizeMB: the sandbox's disk quota, as the create named it or else its backend's default
+ * (`--disk-mib` on Linux jails); 0 where coppice sets none (bhyve: the image's own size).
  */
-export function diskSizeMB(view: SandboxView, defaultDiskMiB: number | undefined): number {
+export function diskSizeMB(view: SandboxView, defaultDiskMiB: DefaultDiskMiB | undefined): number {
   const asked = (view.limits as { diskMiB?: number }).diskMiB;
   if (typeof asked === 'number') return asked;
-  return view.backend === 'jail' ? (defaultDiskMiB ?? 0) : 0;
+  return defaultDiskMiB?.(view.backend) ?? 0;
 }
 
 /** The fields E2B's SDKs read that coppice's own sandbox view does not have. */
 /** `domain` only where E2B's reply has it (create, connect): undefined leaves it out. */
-export function sandboxExtras(view: SandboxView, tokens: EnvdTokens, defaultDiskMiB?: number, domain?: string | null) {
+export function sandboxExtras(view: SandboxView, tokens: EnvdTokens, defaultDiskMiB?: DefaultDiskMiB, domain?: string | null) {
   return {
     clientID: CLIENT_ID,
     envdVersion: ENVD_VERSION,
@@ -80,7 +83,7 @@ export function sandboxExtras(view: SandboxView, tokens: EnvdTokens, defaultDisk
   };
 }
 
-function listed(view: SandboxView, defaultDiskMiB: number | undefined): E2bListedSandbox {
+function listed(view: SandboxView, defaultDiskMiB: DefaultDiskMiB | undefined): E2bListedSandbox {
   return {
     sandboxID: view.sandboxID,
     templateID: view.templateID,
@@ -147,7 +150,7 @@ function decodeCursor(token: string): { t: number; id: string } {
   return { t: Number(m[1]), id: m[2]! };
 }
 
-export function listSandboxes(views: SandboxView[], query: URLSearchParams, defaultDiskMiB?: number): { items: E2bListedSandbox[]; nextToken: string | null } {
+export function listSandboxes(views: SandboxView[], query: URLSearchParams, defaultDiskMiB?: DefaultDiskMiB): { items: E2bListedSandbox[]; nextToken: string | null } {
   const q = parse(listQuery, Object.fromEntries(query), 'query');
   const meta = parseMetadataFilter(q.metadata);
   const states = new Set((q.state ?? 'running,paused').split(',').map((s) => s.trim()).filter(Boolean));
@@ -175,7 +178,7 @@ export function listSandboxes(views: SandboxView[], query: URLSearchParams, defa
   return { items: page.map((v) => listed(v, defaultDiskMiB)), nextToken: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null };
 }
 
-export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens, defaultDiskMiB?: number, domain: string | null = null): void {
+export function controlRoutes(router: Router, gw: Gateway, tokens: EnvdTokens, defaultDiskMiB?: DefaultDiskMiB, domain: string | null = null): void {
   router
     .on('POST', '/v2/sandboxes', async (ctx) => {
       const raw = await ctx.body(CONTROL_BODY_LIMIT);
@@ -230,7 +233,7 @@ const SANDBOX_REPLY = new Set(['POST /sandboxes', 'GET /sandboxes/:id', 'POST /s
  * Add E2B's fields to a reply of coppice's shared sandbox routes (a superset: coppice clients see
  * the same view plus E2B's fields). Other replies pass through unchanged.
  */
-export function decorateReply(route: string, reply: Exclude<Reply, 'handled'>, tokens: EnvdTokens, defaultDiskMiB?: number): Exclude<Reply, 'handled'> {
+export function decorateReply(route: string, reply: Exclude<Reply, 'handled'>, tokens: EnvdTokens, defaultDiskMiB?: DefaultDiskMiB): Exclude<Reply, 'handled'> {
   const body = reply.body as SandboxView | SandboxView[] | undefined;
   if (reply.status >= 300 || !body || typeof body !== 'object') return reply;
   if (route === 'GET /sandboxes' && Array.isArray(body)) {

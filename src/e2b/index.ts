@@ -3,7 +3,7 @@
 // (Connect RPC + /files + /health) for requests carrying `E2b-Sandbox-Id`, all on the gateway's port.
 import type { Gateway } from '../actors/gateway.ts';
 import type { Mount } from '../http/mount.ts';
-import { controlRoutes, decorateReply } from './control.ts';
+import { controlRoutes, decorateReply, type DefaultDiskMiB } from './control.ts';
 import { isE2bSharedControl, serveE2bSharedControl } from './control-shared.ts';
 import { createEnvd, isEnvdRequest } from './envd.ts';
 import { createEnvdTokens, type EnvdTokens } from './tokens.ts';
@@ -12,8 +12,8 @@ export interface E2bOptions {
   /** The gateway's API keys: the first one keys the envd access tokens; any of them opens envd. */
   apiKeys: string[];
   keyOk(presented: string | undefined): boolean;
-  /** The disk quota of a sandbox whose create named none (`--disk-mib`): E2B's diskSizeMB. */
-  defaultDiskMiB?: number;
+  /** The disk quota a backend gives a sandbox whose create named none: E2B's diskSizeMB. */
+  defaultDiskMiB?: DefaultDiskMiB;
   /** --domain: returned as `domain`, so the SDKs' getHost(port) names `<port>-<id>.<domain>`. */
   domain?: string;
   /** Largest /files upload body (the gateway's --body-limit). */

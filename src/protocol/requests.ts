@@ -53,6 +53,9 @@ const templateOrSnapshot = (b: { templateID?: string; snapshotID?: string }, ctx
   }
 };
 
+/** The fields both create forms share. */
+export type CreateSandboxFields = z.infer<typeof createFields>;
+
 /** The create body as E2B's SDKs send it: their extra fields pass (the E2B surface vets them). */
 export const createSandboxBody = createFields.passthrough().superRefine(templateOrSnapshot);
 

@@ -1,6 +1,6 @@
 // REST for sandboxes: parse, turn into one gateway call (an event to an actor), shape the reply.
 import type { Gateway } from '../../actors/gateway.ts';
-import { badRequest } from '../../errors.ts';
+import { createRequestOf } from '../../http/create-request.ts';
 import type { Router } from '../../http/router.ts';
 import { CONTROL_BODY_LIMIT, coppiceConnectBody, coppiceCreateBody, coppiceTimeoutBody, execBody, forkBody, parse } from '../../protocol/requests.ts';
 
@@ -8,22 +8,7 @@ export function sandboxRoutes(router: Router, gw: Gateway): void {
   router
     .on('POST', '/sandboxes', async (ctx) => {
       const b = parse(coppiceCreateBody, await ctx.body(CONTROL_BODY_LIMIT));
-      // From a snapshot: its template, unless one is named (then they must agree).
-      const snap = b.snapshotID ? await gw.findSnapshot(b.snapshotID) : undefined;
-      if (snap && b.templateID && b.templateID !== snap.template) {
-        throw badRequest('templateID', `snapshot ${snap.snapshotID} was taken from template ${snap.template}`);
-      }
-      const templateID = b.templateID ?? snap!.template;
-      const view = await gw.create({
-        templateID,
-        ...(snap ? { fromSnapshot: { snapshotID: snap.snapshotID } } : {}),
-        timeoutMs: b.timeout === undefined ? undefined : b.timeout * 1000,
-        metadata: b.metadata,
-        envVars: b.envVars,
-        limits: b.limits,
-        internet: b.allow_internet_access ?? false,
-      });
-      return { status: 201, body: view };
+      return { status: 201, body: await gw.create(await createRequestOf(gw, b)) };
     })
     .on('GET', '/sandboxes', () => ({ status: 200, body: gw.list() }))
     .on('GET', '/sandboxes/:id', (ctx) => ({ status: 200, body: gw.view(ctx.params.id!) }))

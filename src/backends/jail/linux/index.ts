@@ -27,6 +27,7 @@ import { seccompProfile } from './seccomp.ts';
 import { RANGE, readUidBase, UidRanges } from './userns.ts';
 import { INIT_PID_FILE } from './runc.ts';
 import { TemplateUsers } from './users.ts';
+import type { DiskQuotaCapable } from '../../capabilities.ts';
 import { agentExec } from './agent/exec.ts';
 import { AGENT_SOCKET, createUnderAgent } from './agent/launch.ts';
 import { SandboxAgents, type AgentState } from './agent/sandboxes.ts';
@@ -86,7 +87,7 @@ export interface LinuxJailOptions {
   agentPath?: string;
 }
 
-export type LinuxJailBackend = Backend & {
+export type LinuxJailBackend = Backend & DiskQuotaCapable & {
   defaultUser(template: Template): string;
   /** The address pool (for re-adoption after restart: `pool.claim(ip)`). */
   readonly pool: AddressPool;
@@ -285,6 +286,7 @@ export async function createLinuxJailBackend(opts: LinuxJailOptions): Promise<Li
   }
 
   const backend: LinuxJailBackend = {
+    defaultDiskMiB,
     kind: 'jail',
     pool,
     agentEnabled: useAgent,
